@@ -1,0 +1,241 @@
+"""Per-slot cgroups for the sandbox pool: a memory limit that counts tmpfs and allows no swap, a
+process limit, and a cap on the whole pool, on cgroup v1 (memory + pids hierarchies) or v2.
+
+Layout: <own cgroup>/acecoder-sandbox-<pid>-<n>/slot<i>. The pool directory carries the node-level
+memory cap; each slot carries its own limits. Directories of pools whose process is gone are removed
+when the next pool starts, so a crash leaks nothing for long.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import signal
+import time
+
+ROOT = "/sys/fs/cgroup"
+_PREFIX = "acecoder-sandbox-"
+_counter = itertools.count()
+
+
+class CgroupError(RuntimeError):
+    pass
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _own_path(controller: str | None) -> str:
+    """This process's cgroup path for a v1 controller (or the v2 path when controller is None)."""
+    for line in _read("/proc/self/cgroup").splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if (controller is None and ctrls == "") or (controller and controller in ctrls.split(",")):
+            return path.rstrip("/")
+    raise CgroupError(f"this process is in no cgroup for {controller or 'v2'}")
+
+
+def _counter_in(path: str, key: str) -> int:
+    try:
+        for line in _read(path).splitlines():
+            k, _, v = line.partition(" ")
+            if k == key:
+                return int(v)
+    except OSError:
+        pass
+    return 0
+
+
+def detect() -> str | None:
+    """'v1', 'v2' or None: which cgroup interface this process may create children in."""
+    if os.path.exists(f"{ROOT}/cgroup.controllers"):
+        try:
+            base = ROOT + _own_path(None)
+            ctrls = _read(f"{base}/cgroup.controllers").split()
+            if "memory" in ctrls and "pids" in ctrls and os.access(base, os.W_OK):
+                return "v2"
+        except (OSError, CgroupError):
+            return None
+        return None
+    try:
+        mem = f"{ROOT}/memory{_own_path('memory')}"
+        pids = f"{ROOT}/pids{_own_path('pids')}"
+    except (OSError, CgroupError):
+        return None
+    if os.access(mem, os.W_OK) and os.access(pids, os.W_OK):
+        return "v1"
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_procs(procs_file: str) -> None:
+    for _ in range(50):
+        try:
+            pids = [int(p) for p in _read(procs_file).split()]
+        except OSError:
+            return
+        if not pids:
+            return
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.01)
+
+
+def _rmtree_cgroup(path: str) -> None:
+    """Kill what runs in a cgroup subtree and remove it, leaves first."""
+    if not os.path.isdir(path):
+        return
+    for entry in sorted(os.listdir(path)):
+        sub = os.path.join(path, entry)
+        if os.path.isdir(sub):
+            _rmtree_cgroup(sub)
+    _kill_procs(os.path.join(path, "cgroup.procs"))
+    for _ in range(100):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.02)
+
+
+def _sweep_stale(parent: str) -> None:
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return
+    for e in entries:
+        m = re.fullmatch(_PREFIX + r"(\d+)-\d+", e)
+        if m and not _pid_alive(int(m.group(1))):
+            _rmtree_cgroup(os.path.join(parent, e))
+
+
+class SlotCgroups:
+    """The cgroups of one pool: ``procs_files(i)`` are written with a worker's pid before it execs."""
+
+    def __init__(self, version: str, workers: int, slot_memory_bytes: int, pool_memory_bytes: int | None,
+                 pids_max: int):
+        self.version = version
+        name = f"{_PREFIX}{os.getpid()}-{next(_counter)}"
+        if version == "v1":
+            mem_parent = f"{ROOT}/memory{_own_path('memory')}"
+            pids_parent = f"{ROOT}/pids{_own_path('pids')}"
+            for p in (mem_parent, pids_parent):
+                _sweep_stale(p)
+            self.mem_pool, self.pids_pool = f"{mem_parent}/{name}", f"{pids_parent}/{name}"
+            os.makedirs(self.mem_pool)
+            os.makedirs(self.pids_pool)
+            if pool_memory_bytes:
+                _write(f"{self.mem_pool}/memory.limit_in_bytes", str(pool_memory_bytes))
+            self.slots = []
+            for i in range(workers):
+                mem, pids = f"{self.mem_pool}/slot{i}", f"{self.pids_pool}/slot{i}"
+                os.makedirs(mem)
+                os.makedirs(pids)
+                _write(f"{mem}/memory.limit_in_bytes", str(slot_memory_bytes))
+                if os.path.exists(f"{mem}/memory.memsw.limit_in_bytes"):
+                    _write(f"{mem}/memory.memsw.limit_in_bytes", str(slot_memory_bytes))  # no swap
+                try:
+                    _write(f"{mem}/memory.swappiness", "0")
+                except OSError:
+                    pass
+                _write(f"{pids}/pids.max", str(pids_max))
+                self.slots.append((mem, pids))
+        else:
+            parent = ROOT + _own_path(None)
+            _sweep_stale(parent)
+            self._enable_controllers(parent)
+            self.pool = f"{parent}/{name}"
+            os.makedirs(self.pool)
+            if pool_memory_bytes:
+                _write(f"{self.pool}/memory.max", str(pool_memory_bytes))
+            _write(f"{self.pool}/cgroup.subtree_control", "+memory +pids")
+            self.slots = []
+            for i in range(workers):
+                d = f"{self.pool}/slot{i}"
+                os.makedirs(d)
+                _write(f"{d}/memory.max", str(slot_memory_bytes))
+                _write(f"{d}/memory.swap.max", "0")
+                _write(f"{d}/pids.max", str(pids_max))
+                self.slots.append((d, d))
+
+    @staticmethod
+    def _enable_controllers(parent: str) -> None:
+        """v2 forbids processes in a cgroup that delegates controllers: move ours to a leaf first."""
+        try:
+            _write(f"{parent}/cgroup.subtree_control", "+memory +pids")
+            return
+        except OSError:
+            pass
+        leaf = f"{parent}/host"
+        os.makedirs(leaf, exist_ok=True)
+        for p in _read(f"{parent}/cgroup.procs").split():
+            try:
+                _write(f"{leaf}/cgroup.procs", p)
+            except OSError:
+                pass
+        _write(f"{parent}/cgroup.subtree_control", "+memory +pids")
+
+    def procs_files(self, slot: int) -> list[str]:
+        mem, pids = self.slots[slot]
+        return [f"{mem}/cgroup.procs"] if mem == pids else [f"{mem}/cgroup.procs", f"{pids}/cgroup.procs"]
+
+    def set_memory(self, slot: int, nbytes: int) -> None:
+        mem, _ = self.slots[slot]
+        if self.version == "v1":
+            # memsw must stay >= the memory limit: order the two writes accordingly
+            memsw = f"{mem}/memory.memsw.limit_in_bytes"
+            cur = int(_read(f"{mem}/memory.limit_in_bytes"))
+            files = [f"{mem}/memory.limit_in_bytes"] + ([memsw] if os.path.exists(memsw) else [])
+            for f in (files if nbytes < cur else reversed(files)):
+                _write(f, str(nbytes))
+        else:
+            _write(f"{mem}/memory.max", str(nbytes))
+
+    def oom_kills(self, slot: int) -> int:
+        mem, _ = self.slots[slot]
+        if self.version == "v1":
+            return _counter_in(f"{mem}/memory.oom_control", "oom_kill")
+        return _counter_in(f"{mem}/memory.events", "oom_kill")
+
+    def pids_limit_hits(self, slot: int) -> int:
+        _, pids = self.slots[slot]
+        return _counter_in(f"{pids}/pids.events", "max")
+
+    def memory_usage(self, slot: int | None = None) -> int:
+        if slot is None:
+            path = f"{self.mem_pool}/memory.usage_in_bytes" if self.version == "v1" else f"{self.pool}/memory.current"
+        else:
+            mem, _ = self.slots[slot]
+            path = f"{mem}/memory.usage_in_bytes" if self.version == "v1" else f"{mem}/memory.current"
+        return int(_read(path))
+
+    def kill_slot(self, slot: int) -> None:
+        for f in self.procs_files(slot):
+            _kill_procs(f)
+
+    def close(self) -> None:
+        if self.version == "v1":
+            _rmtree_cgroup(self.mem_pool)
+            _rmtree_cgroup(self.pids_pool)
+        else:
+            _rmtree_cgroup(self.pool)

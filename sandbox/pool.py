@@ -1,0 +1,504 @@
+"""The host side of the sandbox: a pool of long-lived sandboxed workers.
+
+Each worker is one bwrap sandbox whose pid 1 is the warm interpreter (sandbox/harness.py). The pool
+sends it one job at a time, reads the frames it relays, decides every test on the host (see
+sandbox/checks.py) and returns a typed Result. A worker that breaks is killed and restarted; the
+tests it had not reported are failed with a status that says why.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import select
+import signal
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator
+
+from . import cgroups as cg
+from .checks import DecodeError, HostEvalError, TestPlan, decode_value, host_eval, plan_test
+from .isolation import (HARNESS_PATH, SandboxUnavailable, UidLease, bwrap_argv, check_host, data_fd,
+                        discover_interpreter, kill_uid, seccomp_filter_fd, unsafe_argv)
+from .types import Job, Result, SandboxConfig, TestResult
+
+_HDR = struct.Struct(">I")
+_K = struct.Struct(">i")
+_STDERR_KEEP = 8192
+
+
+class _Spawner:
+    """Starts every worker from one long-lived thread: bwrap --die-with-parent is tied to the
+    thread that spawned it, so a worker must not be spawned from a thread that may exit first."""
+
+    def __init__(self) -> None:
+        self._q: queue.Queue = queue.Queue()
+        self._t = threading.Thread(target=self._loop, name="sandbox-spawner", daemon=True)
+        self._t.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            fn, fut = item
+            try:
+                fut.set_result(fn())
+            except BaseException as e:  # noqa: BLE001 - handed back to the caller
+                fut.set_exception(e)
+
+    def call(self, fn: Callable[[], subprocess.Popen]) -> subprocess.Popen:
+        fut: Future = Future()
+        self._q.put((fn, fut))
+        return fut.result()
+
+    def close(self) -> None:
+        self._q.put(None)
+
+
+class _JobState:
+    """What the host has learnt about one job so far, frame by frame."""
+
+    def __init__(self, n: int):
+        self.values: list[dict[int, object]] = [{} for _ in range(n)]
+        self.exc: list[dict | None] = [None] * n
+        self.done = [False] * n
+        self.verdict: list[TestResult | None] = [None] * n
+        self.program_exc: dict | None = None
+        self.program_verdict: TestResult | None = None
+        self.deadline_from: int | None = None
+        self.output = b""
+        self.stats: dict = {}
+        self.finished = False
+
+    def apply(self, frame: bytes, index: dict[int, int]) -> None:
+        kind = frame[:1]
+        if kind in (b"V", b"E", b"D"):
+            i = index.get(_K.unpack_from(frame, 1)[0])
+            if i is None:
+                return
+            if kind == b"V":
+                j = struct.unpack_from(">H", frame, 5)[0]
+                try:
+                    self.values[i][j] = decode_value(frame[7:])
+                except DecodeError as e:
+                    self.exc[i] = self.exc[i] or {"type": "UnencodableValue", "msg": str(e)}
+            elif kind == b"E":
+                self.exc[i] = self.exc[i] or _json(frame[7:])
+            else:
+                self.done[i] = True
+        elif kind in (b"T", b"C"):
+            k = _K.unpack_from(frame, 1)[0]
+            info = _json(frame[5:])
+            status = "timeout" if kind == b"T" else "crashed"
+            reason = str(info.get("reason", ""))
+            detail = f"exit {info['exit']}" if "exit" in info else ""
+            tr = TestResult(status, reason, detail)  # type: ignore[arg-type]
+            if k == -1:
+                self.program_verdict = tr
+            elif k in index:
+                self.verdict[index[k]] = tr
+                if reason == "program_deadline":
+                    self.deadline_from = index[k]
+        elif kind == b"P":
+            self.program_exc = _json(frame[1:])
+        elif kind == b"O":
+            self.output = frame[1:]
+        elif kind == b"Z":
+            self.stats = _json(frame[1:])
+            self.finished = True
+
+
+def _json(b: bytes) -> dict:
+    try:
+        v = json.loads(b)
+        return v if isinstance(v, dict) else {}
+    except ValueError:
+        return {}
+
+
+def _judge(plan: TestPlan, st: _JobState, i: int) -> TestResult:
+    if plan.mode == "invalid":
+        return TestResult("error", "invalid_test", plan.error)
+    if st.verdict[i] is not None:
+        return st.verdict[i]  # type: ignore[return-value]
+    exc = st.exc[i]
+    if exc is not None:
+        etype, msg = str(exc.get("type", "?")), str(exc.get("msg", ""))[:300]
+        if plan.mode == "exec" and etype == "AssertionError":
+            return TestResult("failed", "assertion", msg)
+        return TestResult("error", etype, msg)
+    if st.done[i]:
+        if plan.mode == "exec":
+            return TestResult("passed")
+        vals = st.values[i]
+        if len(vals) != len(plan.exprs) or any(j not in vals for j in range(len(plan.exprs))):
+            return TestResult("error", "incomplete", "not every value of the test was reported")
+        try:
+            ok = bool(host_eval(plan.tree, [vals[j] for j in range(len(plan.exprs))]))  # type: ignore[arg-type]
+        except (HostEvalError, TypeError, ValueError, ArithmeticError, RecursionError, KeyError,
+                AttributeError, IndexError, MemoryError) as e:
+            return TestResult("error", type(e).__name__, str(e)[:300])
+        return TestResult("passed") if ok else TestResult("failed", "assertion", "")
+    if st.program_exc is not None:
+        return TestResult("error", "program_error",
+                          f"{st.program_exc.get('type', '?')}: {str(st.program_exc.get('msg', ''))[:300]}")
+    if st.program_verdict is not None:
+        return st.program_verdict
+    if st.deadline_from is not None and i > st.deadline_from:
+        return TestResult("timeout", "program_deadline")
+    return TestResult("error", "not_run", "the sandbox did not report this test")
+
+
+class Worker:
+    """One sandbox slot: a bwrap process running the harness, restarted when it breaks."""
+
+    def __init__(self, slot: int, cfg: SandboxConfig, spawner: _Spawner, uid: int | None,
+                 cgroups: cg.SlotCgroups | None):
+        self.slot, self.cfg, self.spawner, self.uid, self.cgroups = slot, cfg, spawner, uid, cgroups
+        self.proc: subprocess.Popen | None = None
+        self._buf = bytearray()
+        self._stderr = bytearray()
+        self._scratch: str | None = None
+        self.restarts = 0
+        self._memory_bytes: int | None = None
+
+    # -- life cycle
+    def start(self) -> None:
+        cfg = self.cfg
+        interp = discover_interpreter(cfg.python)
+        fds: list[int] = []
+        procs_files = self.cgroups.procs_files(self.slot) if self.cgroups else []
+        if cfg.unsafe_no_isolation:
+            self._scratch = tempfile.mkdtemp(prefix="sandbox-unsafe-")
+            argv = unsafe_argv(interp, self._scratch)
+        else:
+            if self.uid is not None:
+                kill_uid(self.uid)  # nothing from an earlier life of this slot survives
+            fds = [seccomp_filter_fd(), data_fd(HARNESS_PATH.read_bytes(), "sandbox-harness")]
+            argv = bwrap_argv(cfg, interp, self.uid, fds[0], fds[1])
+        root = os.getuid() == 0
+
+        def preexec() -> None:  # runs in the child between fork and exec: raw syscalls only
+            for f in procs_files:
+                fd = os.open(f, os.O_WRONLY)
+                os.write(fd, str(os.getpid()).encode())
+                os.close(fd)
+            if root:  # the harness is never the OOM killer's choice; its children are (they set 1000)
+                try:
+                    fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+                    try:
+                        os.write(fd, b"-1000")
+                    finally:
+                        os.close(fd)
+                except OSError:
+                    pass  # not allowed in some containers: the children's 1000 still ranks them first
+
+        def spawn() -> subprocess.Popen:
+            return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    pass_fds=fds, env={}, preexec_fn=preexec, start_new_session=True)
+
+        try:
+            self.proc = self.spawner.call(spawn)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        self._buf.clear()
+        self._stderr.clear()
+        for fd in (self.proc.stdout.fileno(), self.proc.stderr.fileno()):  # type: ignore[union-attr]
+            os.set_blocking(fd, False)
+        frames = self._read_frames(time.monotonic() + 60)
+        if not frames or frames[0][:1] != b"R":
+            err = self._stderr.decode(errors="replace").strip()
+            self.kill()
+            raise SandboxUnavailable(f"sandbox worker {self.slot} failed to start: {err or 'no output'}")
+        self.info = _json(frames[0][1:])
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.proc.kill()
+            self.proc.wait()
+            for s in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+                if s is not None:
+                    s.close()
+            self.proc = None
+        if self.cgroups is not None:
+            self.cgroups.kill_slot(self.slot)
+        if self.uid is not None:
+            kill_uid(self.uid)
+        if self._scratch:
+            import shutil
+
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    # -- frames
+    def _read_frames(self, deadline: float) -> list[bytes] | None:
+        """Frames available now, waiting until at least one arrives; None on EOF or at the deadline."""
+        assert self.proc is not None
+        out, err = self.proc.stdout.fileno(), self.proc.stderr.fileno()  # type: ignore[union-attr]
+        while True:
+            frames = []
+            while len(self._buf) >= 4:
+                n = _HDR.unpack_from(self._buf)[0]
+                if n > self.cfg.value_limit_bytes + self.cfg.output_limit_bytes + 4096:
+                    return None  # a harness that sends this is broken: restart it
+                if len(self._buf) < 4 + n:
+                    break
+                frames.append(bytes(self._buf[4:4 + n]))
+                del self._buf[:4 + n]
+            if frames:
+                return frames
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            r, _, _ = select.select([out, err], [], [], left)
+            if err in r:
+                try:
+                    data = os.read(err, 65536)
+                except BlockingIOError:
+                    data = b"x"
+                if data and data != b"x":
+                    self._stderr += data
+                    del self._stderr[:-_STDERR_KEEP]
+            if out in r:
+                try:
+                    data = os.read(out, 1 << 20)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    return None
+                self._buf += data
+
+    # -- one job
+    def run(self, job: Job, plans: list[TestPlan]) -> Result:
+        cfg = self.cfg
+        t0 = time.monotonic()
+        runnable = [i for i, p in enumerate(plans) if p.mode != "invalid"]
+        st = _JobState(len(plans))
+        if not runnable:
+            return Result(job.id, tuple(_judge(p, st, i) for i, p in enumerate(plans)))
+        if self.proc is None or self.proc.poll() is not None:
+            self.restart()
+        timeout = job.timeout_s or cfg.timeout_s
+        memory_mb = job.memory_mb or cfg.memory_mb
+        wall = cfg.wall_factor * timeout + 1.0
+        program_wall = max(cfg.program_timeout_s, wall)
+        request = {
+            "program": job.program, "setup": job.setup,
+            "tests": [plans[i].to_wire(i) for i in runnable],
+            "limits": {"test_cpu_s": timeout, "test_wall_s": wall, "program_wall_s": program_wall,
+                       "memory_bytes": memory_mb << 20, "fsize_bytes": cfg.file_size_mb << 20,
+                       "nofile": cfg.max_open_files, "cpu_total_s": int(program_wall) + 1,
+                       "nproc": cfg.max_processes if self.uid is not None else None},
+            "value_cap": cfg.value_limit_bytes, "output_cap": cfg.output_limit_bytes,
+        }
+        if self.cgroups is not None:
+            want = self._slot_memory(memory_mb)
+            if want != self._memory_bytes:
+                self.cgroups.set_memory(self.slot, want)
+                self._memory_bytes = want
+            oom0, pids0 = self.cgroups.oom_kills(self.slot), self.cgroups.pids_limit_hits(self.slot)
+        index = {i: i for i in runnable}
+        payload = json.dumps(request).encode()
+        broken = False
+        try:
+            self.proc.stdin.write(_HDR.pack(len(payload)) + payload)  # type: ignore[union-attr]
+            self.proc.stdin.flush()  # type: ignore[union-attr]
+        except (BrokenPipeError, OSError):
+            broken = True
+        deadline = t0 + program_wall + 10.0
+        while not broken and not st.finished:
+            frames = self._read_frames(deadline)
+            if frames is None:
+                broken = True
+                break
+            for f in frames:
+                st.apply(f, index)
+        if broken:
+            self.kill()
+            why = TestResult("crashed", "sandbox_worker", "the sandbox worker died or stopped answering")
+            for i in runnable:
+                if st.verdict[i] is None and not st.done[i] and st.exc[i] is None:
+                    st.verdict[i] = why
+        results = [_judge(p, st, i) for i, p in enumerate(plans)]
+        if self.cgroups is not None and not broken:
+            results = self._explain(results, self.cgroups.oom_kills(self.slot) > oom0,
+                                    self.cgroups.pids_limit_hits(self.slot) > pids0)
+        return Result(job.id, tuple(results), output=st.output.decode("utf-8", errors="replace"),
+                      cpu_s=float(st.stats.get("cpu_s", 0.0)), wall_s=time.monotonic() - t0)
+
+    def _slot_memory(self, memory_mb: int) -> int:
+        return slot_memory_bytes(self.cfg, memory_mb)
+
+    @staticmethod
+    def _explain(results: list[TestResult], oom: bool, pids_hit: bool) -> list[TestResult]:
+        """Name the cgroup limit a program hit, so a user sees 'memory' rather than 'exit -9'."""
+        out = []
+        for r in results:
+            if oom and r.status == "crashed" and r.reason in ("died", ""):
+                r = TestResult("crashed", "memory", "killed at the sandbox memory limit")
+            elif oom and r.status == "error" and r.reason == "program_error" and "MemoryError" in r.detail:
+                r = TestResult("error", "memory", r.detail)
+            elif pids_hit and r.status in ("error", "crashed") and ("BlockingIOError" in r.reason + r.detail
+                                                                      or "Resource temporarily" in r.detail):
+                r = TestResult(r.status, "processes", r.detail or "process limit reached")
+            out.append(r)
+        return out
+
+    def restart(self) -> None:
+        self.kill()
+        self.restarts += 1
+        self.start()
+
+
+class SandboxPool:
+    """A pool of sandboxed workers. Use as a context manager::
+
+        with SandboxPool(workers=2) as pool:
+            result = pool.run(Job("a", "def f(x): return x", ["assert f(1) == 1"]))
+            results = pool.run_many(jobs)
+    """
+
+    def __init__(self, config: SandboxConfig | None = None, **overrides: object):
+        cfg = config or SandboxConfig()
+        for k, v in overrides.items():
+            if not hasattr(cfg, k):
+                raise TypeError(f"unknown sandbox option {k!r}")
+            setattr(cfg, k, v)
+        if cfg.workers < 1:
+            raise ValueError("sandbox workers must be >= 1")
+        self.cfg = cfg
+        if cfg.unsafe_no_isolation:
+            import warnings
+
+            warnings.warn("SANDBOX ISOLATION IS OFF (unsafe_no_isolation=True): programs run as this user, "
+                          "with no bwrap, seccomp or cgroups. Debugging only; never for model output.",
+                          stacklevel=2)
+        check_host(cfg)
+        self._uids: UidLease | None = None
+        self.cgroups: cg.SlotCgroups | None = None
+        self._spawner = _Spawner()
+        self.workers: list[Worker] = []
+        self._idle: queue.Queue[Worker] = queue.Queue()
+        self._executor: ThreadPoolExecutor | None = None
+        self._closed = False
+        try:
+            self._setup_limits()
+            uids = self._uids.uids if self._uids else [None] * cfg.workers
+            self.workers = [Worker(i, cfg, self._spawner, uids[i], self.cgroups) for i in range(cfg.workers)]
+            with ThreadPoolExecutor(cfg.workers) as ex:
+                list(ex.map(lambda w: w.start(), self.workers))
+        except BaseException:
+            self.close()
+            raise
+        for w in self.workers:
+            self._idle.put(w)
+
+    def _setup_limits(self) -> None:
+        cfg = self.cfg
+        if cfg.unsafe_no_isolation:
+            return
+        if os.getuid() == 0:
+            self._uids = UidLease(cfg.uid_base, cfg.workers)
+        version = cg.detect() if cfg.cgroups != "off" else None
+        if version is None and cfg.cgroups == "required":
+            raise SandboxUnavailable(
+                "cgroups are required (sandbox cgroups='required') but this process cannot create any. Fix: "
+                "run the pool as root, or start it inside a delegated cgroup v2 subtree, e.g. "
+                "`systemd-run --user --scope -p Delegate=yes <command>`; or set cgroups='off' to rely on "
+                "rlimits alone (a fork bomb that also allocates is then bounded only per process).")
+        if version is None and os.getuid() != 0:
+            import warnings
+
+            warnings.warn("sandbox: no cgroups available: process counts and total memory of a program are "
+                          "not bounded beyond per-process rlimits (set cgroups='required' to refuse instead)",
+                          stacklevel=3)
+        if version is None:
+            return
+        slot = slot_memory_bytes(cfg, cfg.memory_mb)
+        pool_cap = cfg.pool_memory_mb << 20 if cfg.pool_memory_mb else None
+        avail = _mem_available()
+        if avail is not None:
+            ceiling = avail - (cfg.memory_floor_mb << 20)
+            if ceiling <= 64 << 20:
+                raise SandboxUnavailable(f"only {avail >> 20} MiB of memory is available and the sandbox "
+                                         f"memory floor is {cfg.memory_floor_mb} MiB: lower memory_floor_mb")
+            pool_cap = min(pool_cap, ceiling) if pool_cap else ceiling
+        self.cgroups = cg.SlotCgroups(version, cfg.workers, slot, pool_cap, cfg.max_processes + 4)
+
+    # -- running
+    def run(self, job: Job) -> Result:
+        """Run one program against its tests on the first idle worker (thread-safe)."""
+        if self._closed:
+            raise RuntimeError("sandbox pool is closed")
+        plans = [plan_test(t) for t in job.tests]
+        w = self._idle.get()
+        try:
+            return w.run(job, plans)
+        finally:
+            self._idle.put(w)
+
+    def imap(self, jobs: Iterable[Job]) -> Iterator[Result]:
+        """Results in input order, while later jobs still run (bounded look-ahead)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.cfg.workers, thread_name_prefix="sandbox-job")
+        pending: list[Future] = []
+        window = 4 * self.cfg.workers
+        for job in jobs:
+            pending.append(self._executor.submit(self.run, job))
+            while len(pending) >= window and pending[0].done():
+                yield pending.pop(0).result()
+            if len(pending) >= window:
+                yield pending.pop(0).result()
+        for f in pending:
+            yield f.result()
+
+    def run_many(self, jobs: Iterable[Job]) -> list[Result]:
+        return list(self.imap(jobs))
+
+    # -- life cycle
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        for w in self.workers:
+            w.kill()
+        if self.cgroups is not None:
+            self.cgroups.close()
+        if self._uids is not None:
+            self._uids.close()
+        self._spawner.close()
+
+    def __enter__(self) -> "SandboxPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def slot_memory_bytes(cfg: SandboxConfig, memory_mb: int) -> int:
+    """A slot's cgroup memory limit: the program's address space plus its tmpfs plus the harness."""
+    base = cfg.slot_memory_mb if cfg.slot_memory_mb else memory_mb + cfg.tmpfs_mb + 256
+    return max(base, memory_mb + cfg.tmpfs_mb + 64) << 20
+
+
+def _mem_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

@@ -1,0 +1,95 @@
+"""The data that crosses the sandbox API: a job in, a result out, and the pool's settings."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+Status = Literal["passed", "failed", "error", "timeout", "crashed"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One program and its tests. ``setup`` is trusted code run after the program, before the tests."""
+
+    id: str
+    program: str
+    tests: tuple[str, ...]
+    setup: str = ""
+    timeout_s: float | None = None  # per-test CPU budget; None: the pool's default
+    memory_mb: int | None = None  # address-space limit; None: the pool's default
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tests", tuple(self.tests))
+
+
+@dataclass(frozen=True)
+class TestResult:
+    status: Status
+    reason: str = ""  # why, in a word: assertion, exception type, cpu, wall, memory, processes, ...
+    detail: str = ""  # a short message for humans
+
+    def to_dict(self) -> dict:
+        d = {"status": self.status}
+        if self.reason:
+            d["reason"] = self.reason
+        if self.detail:
+            d["detail"] = self.detail
+        return d
+
+
+@dataclass(frozen=True)
+class Result:
+    id: str
+    tests: tuple[TestResult, ...]
+    output: str = ""  # the program's first stdout/stderr bytes
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+
+    @property
+    def passed(self) -> int:
+        return sum(t.status == "passed" for t in self.tests)
+
+    @property
+    def pass_rate(self) -> float:
+        """Passed over ALL tests: the denominator is fixed, whatever happened."""
+        return self.passed / len(self.tests) if self.tests else 0.0
+
+    @property
+    def all_passed(self) -> bool:
+        return bool(self.tests) and self.passed == len(self.tests)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "pass_rate": self.pass_rate, "all_passed": self.all_passed,
+                "tests": [t.to_dict() for t in self.tests], "output": self.output,
+                "cpu_s": round(self.cpu_s, 4), "wall_s": round(self.wall_s, 4)}
+
+
+@dataclass
+class SandboxConfig:
+    """Settings of a sandbox pool. Limits are per program unless said otherwise."""
+
+    workers: int = 2  # sandboxed worker slots (one warm interpreter each)
+    timeout_s: float = 5.0  # per-test CPU-time budget, enforced from outside the program
+    wall_factor: float = 3.0  # per-test wall-clock backstop = wall_factor * timeout_s + 1 s
+    program_timeout_s: float = 60.0  # wall-clock deadline for a whole program and all its tests
+    memory_mb: int = 1024  # address-space limit of the program (RLIMIT_AS)
+    tmpfs_mb: int = 64  # size of the private /tmp
+    file_size_mb: int = 16  # largest file the program may write (RLIMIT_FSIZE)
+    max_open_files: int = 64  # RLIMIT_NOFILE
+    max_processes: int = 32  # processes per slot (cgroup pids.max and, as root, RLIMIT_NPROC)
+    slot_memory_mb: int | None = None  # cgroup memory limit per slot; None: memory_mb + tmpfs + 256
+    pool_memory_mb: int | None = None  # cgroup memory cap of the whole pool; None: no extra cap
+    memory_floor_mb: int = 1024  # the pool's cap never lets the node's available memory go below this
+    output_limit_bytes: int = 4096  # program stdout/stderr kept per program; the rest is discarded
+    value_limit_bytes: int = 1 << 20  # largest encoded test value accepted from the sandbox
+    cgroups: Literal["auto", "required", "off"] = "auto"  # auto: use them when the host allows it
+    python: str | None = None  # interpreter run inside the sandbox; None: this one's base interpreter
+    extra_ro_paths: tuple[str, ...] = ()  # more host paths bound read-only (e.g. a site-packages)
+    uid_base: int = 2_100_000_000  # as root, slot i runs as uid uid_base + i (a free one is locked)
+    unsafe_no_isolation: bool = False  # DEBUG ONLY: run programs without bwrap/seccomp/cgroups
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+__all__ = ["Job", "Result", "TestResult", "SandboxConfig", "Status"]
