@@ -54,10 +54,11 @@ class StageSummary:
             self.cost += backend.cost(usage)
 
     def __str__(self) -> str:
+        tests = (f"tests kept {self.tests_kept}, dropped {self.tests_dropped}; "
+                 if self.tests_kept or self.tests_dropped else "")
         return (f"{self.stage}: {self.ok} ok, {self.failed} bad replies, {self.request_failed} failed "
-                f"requests, {self.skipped} skipped (done before); tests kept {self.tests_kept}, dropped "
-                f"{self.tests_dropped}; tokens {self.prompt_tokens} prompt + {self.completion_tokens} "
-                f"completion; cost {self.cost:.4f}")
+                f"requests, {self.skipped} skipped (done before); {tests}tokens {self.prompt_tokens} "
+                f"prompt + {self.completion_tokens} completion; cost {self.cost:.4f}")
 
 
 def failures_path(output_path: str | os.PathLike) -> str:
@@ -137,7 +138,7 @@ def repair_truncated_json(text: str) -> Any:
     def closed(prefix: str, brackets: tuple[str, ...]) -> str:
         return prefix + "".join("}" if b == "{" else "]" for b in reversed(brackets))
 
-    candidates = [] if in_str else [closed(text, tuple(stack))]  # cut between tokens: keep it all
+    candidates = [closed(text, tuple(stack))]  # cut between tokens: keep it all (fails inside a string)
     candidates += [closed(text[:pos], brackets) for pos, brackets in reversed(cuts[-50:])]
     for candidate in candidates:
         try:

@@ -277,11 +277,12 @@ def test_parse_synth_reply(reply, question, n_tests, repaired):
     ('{"question": "Write add(a, b) ret', "no 'question' string in the reply (cut off before it ended)"),
     ('{"question": "Q", "tests": "assert 1"}', "no 'tests' list in the reply"),
     ('{"question": "Q", "tests": [}', "malformed JSON that is not a repairable truncation"),
-    ('{"question": "Q", "tests": ["assert f(1)", "assert f(1)"]', None),
+    ('{"question": "Q", "tests": ["assert f(1)", "assert f(1)", "assertEqual(f(1), 1)", '
+     '"assert f(2)\\nimport os", null]}', None),
 ])
 def test_parse_synth_reply_failures(reply, reason):
-    if reason is None:  # duplicates collapse: one kept, one dropped
-        assert parse_synth_reply(reply)[1:3] == (["assert f(1)"], 1)
+    if reason is None:  # repeats, non-asserts, extra statements, non-strings: dropped, one kept
+        assert parse_synth_reply(reply)[1:3] == (["assert f(1)"], 4)
         return
     with pytest.raises(ReplyError) as info:
         parse_synth_reply(reply)
