@@ -314,8 +314,12 @@ def _wipe(path):
     dirs = []
     while stack:
         d = stack.pop()
+        if d != path:
+            try:
+                os.chmod(d, 0o700)
+            except OSError:
+                pass
         try:
-            os.chmod(d, 0o700)
             names = os.listdir(d)
         except OSError:
             continue

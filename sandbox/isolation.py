@@ -164,20 +164,23 @@ class UidLease:
 
 
 def kill_uid(uid: int) -> int:
-    """Kill every process running as ``uid`` (a slot's own uid: nothing else runs as it)."""
+    """Kill every live process running as ``uid`` (a slot's own uid: nothing else runs as it).
+    Returns how many were found; zombies are not counted (they hold no resources but a pid)."""
     killed = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/status") as f:
-                for line in f:
-                    if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid:
-                            os.kill(int(entry), 9)
-                            killed += 1
-                        break
-        except (OSError, ValueError):
+                status = f.read()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        try:
+            if int(fields["Uid"].split()[0]) == uid and not fields["State"].strip().startswith(("Z", "X")):
+                os.kill(int(entry), 9)
+                killed += 1
+        except (KeyError, ValueError, IndexError, ProcessLookupError):
             continue
     return killed
 

@@ -143,7 +143,10 @@ def _judge(plan: TestPlan, st: _JobState, i: int) -> TestResult:
         except (HostEvalError, TypeError, ValueError, ArithmeticError, RecursionError, KeyError,
                 AttributeError, IndexError, MemoryError) as e:
             return TestResult("error", type(e).__name__, str(e)[:300])
-        return TestResult("passed") if ok else TestResult("failed", "assertion", "")
+        if ok:
+            return TestResult("passed")
+        got = ", ".join(_short_repr(vals[j]) for j in range(len(plan.exprs)))
+        return TestResult("failed", "assertion", f"{', '.join(plan.exprs)[:200]} -> {got}")
     if st.program_exc is not None:
         return TestResult("error", "program_error",
                           f"{st.program_exc.get('type', '?')}: {str(st.program_exc.get('msg', ''))[:300]}")
@@ -152,6 +155,14 @@ def _judge(plan: TestPlan, st: _JobState, i: int) -> TestResult:
     if st.deadline_from is not None and i > st.deadline_from:
         return TestResult("timeout", "program_deadline")
     return TestResult("error", "not_run", "the sandbox did not report this test")
+
+
+def _short_repr(v: object, limit: int = 200) -> str:
+    try:
+        r = repr(v)
+    except (ValueError, RecursionError):  # e.g. an int over the str conversion limit
+        r = f"<{type(v).__name__}>"
+    return r if len(r) <= limit else r[: limit - 3] + "..."
 
 
 class Worker:
@@ -233,7 +244,9 @@ class Worker:
         if self.cgroups is not None:
             self.cgroups.kill_slot(self.slot)
         if self.uid is not None:
-            kill_uid(self.uid)
+            deadline = time.monotonic() + 5
+            while kill_uid(self.uid) and time.monotonic() < deadline:
+                time.sleep(0.01)
         if self._scratch:
             import shutil
 

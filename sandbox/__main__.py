@@ -1,0 +1,134 @@
+"""Command line: run jobs from a JSONL file through the sandbox, results appended as they finish.
+
+    python -m sandbox run --input JOBS.jsonl --output RESULTS.jsonl [--workers N] [--timeout-s S] [--memory-mb M]
+
+Each input line: {"id": str, "program": str, "tests": [str, ...]} with optional "setup" (str),
+"timeout_s" and "memory_mb". Each output line, in input order: {"id", "pass_rate", "all_passed",
+"tests": [{"status": ...}, ...], ...}. A malformed line yields {"id": ..., "line": N, "error": "..."}
+and the other jobs go on. Re-running with the same output resumes: lines already written are kept
+and their jobs are not run again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Iterator
+
+from .isolation import SandboxUnavailable
+from .pool import SandboxPool
+from .types import Job, SandboxConfig
+
+
+def parse_job(line: str, lineno: int, path: str) -> Job:
+    """A Job from one JSONL line; ValueError names the line and field at fault."""
+    where = f"{path}:{lineno}"
+    try:
+        d = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a JSON object")
+    if not isinstance(d.get("id"), str):
+        raise ValueError(f"{where}: field 'id' must be a string")
+    if not isinstance(d.get("program"), str):
+        raise ValueError(f"{where}: field 'program' must be a string")
+    tests = d.get("tests", d.get("test_cases"))
+    if not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
+        raise ValueError(f"{where}: field 'tests' must be a list of strings")
+    setup = d.get("setup", "")
+    if not isinstance(setup, str):
+        raise ValueError(f"{where}: field 'setup' must be a string")
+    timeout, memory = d.get("timeout_s"), d.get("memory_mb")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 3600):
+        raise ValueError(f"{where}: field 'timeout_s' must be a number in (0, 3600]")
+    if memory is not None and (not isinstance(memory, int) or isinstance(memory, bool) or not 16 <= memory <= 1 << 20):
+        raise ValueError(f"{where}: field 'memory_mb' must be an integer in [16, 1048576]")
+    return Job(d["id"], d["program"], tuple(tests), setup=setup, timeout_s=timeout, memory_mb=memory)
+
+
+def _completed_lines(path: str) -> int:
+    """Whole lines already in the output (a torn last line is cut off)."""
+    if not os.path.exists(path):
+        return 0
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+            data = data[: data.rfind(b"\n") + 1]
+    return data.count(b"\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = SandboxConfig(workers=args.workers, timeout_s=args.timeout_s, memory_mb=args.memory_mb,
+                        program_timeout_s=args.program_timeout_s, cgroups=args.cgroups,
+                        unsafe_no_isolation=args.UNSAFE_no_isolation)
+    skip = _completed_lines(args.output)
+    bad = 0
+    with open(args.input, encoding="utf-8") as fin:
+        lines = [(i, line) for i, line in enumerate(fin, start=1) if line.strip()]
+    todo = lines[skip:]
+    if skip:
+        print(f"resuming: {skip} of {len(lines)} results already in {args.output}", file=sys.stderr)
+    entries: list[Job | dict] = []
+    for lineno, line in todo:
+        try:
+            entries.append(parse_job(line, lineno, args.input))
+        except ValueError as e:
+            entries.append({"id": _peek_id(line), "line": lineno, "error": str(e)})
+            print(f"error: {e}", file=sys.stderr)
+            bad += 1
+    try:
+        pool = SandboxPool(cfg)
+    except SandboxUnavailable as e:
+        print(f"sandbox unavailable: {e}", file=sys.stderr)
+        return 2
+    from tqdm import tqdm
+
+    n_pass = 0
+    with pool, open(args.output, "a", encoding="utf-8") as fout:
+        jobs = [e for e in entries if isinstance(e, Job)]
+        results: Iterator = pool.imap(jobs)
+        for e in tqdm(entries, desc="sandbox", unit="prog", disable=args.quiet, file=sys.stderr):
+            rec = next(results).to_dict() if isinstance(e, Job) else e
+            n_pass += bool(rec.get("all_passed"))
+            fout.write(json.dumps(rec) + "\n")
+            fout.flush()
+    print(f"{len(entries)} jobs: {n_pass} all passed, {bad} malformed line(s)", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _peek_id(line: str) -> object:
+    try:
+        d = json.loads(line)
+        return d.get("id") if isinstance(d, dict) else None
+    except ValueError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run a JSONL file of jobs", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    d = SandboxConfig()
+    r.add_argument("--input", required=True, help="JSONL jobs: {id, program, tests[, setup, timeout_s, memory_mb]}")
+    r.add_argument("--output", required=True, help="JSONL results, appended; an existing file is resumed")
+    r.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="sandbox worker slots")
+    r.add_argument("--timeout-s", type=float, default=d.timeout_s, help="per-test CPU-time budget (s)")
+    r.add_argument("--program-timeout-s", type=float, default=d.program_timeout_s, help="wall deadline per program (s)")
+    r.add_argument("--memory-mb", type=int, default=d.memory_mb, help="address-space limit per program (MiB)")
+    r.add_argument("--cgroups", choices=["auto", "required", "off"], default=d.cgroups,
+                   help="per-slot memory/process cgroups")
+    r.add_argument("--UNSAFE-no-isolation", action="store_true",
+                   help="DEBUG ONLY: run without bwrap, seccomp or cgroups")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.workers < 1 or args.timeout_s <= 0 or args.memory_mb < 16:
+        p.error("--workers must be >= 1, --timeout-s > 0, --memory-mb >= 16")
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
