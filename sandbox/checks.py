@@ -123,8 +123,10 @@ class _Splitter(ast.NodeTransformer):
             return node
         if isinstance(node, ast.Call):
             spec = _HOST_FUNCS.get(_dotted(node.func) or "")
-            if (spec and spec[1] <= len(node.args) <= spec[2] and not any(isinstance(a, ast.Starred) for a in node.args)
-                    and all(kw.arg in spec[3] for kw in node.keywords)):
+            # A generator expression or lambda is no value: the call that consumes it stays inside.
+            inner = (ast.Starred, ast.GeneratorExp, ast.Lambda)
+            if (spec and spec[1] <= len(node.args) <= spec[2] and not any(isinstance(a, inner) for a in node.args)
+                    and all(kw.arg in spec[3] and not isinstance(kw.value, inner) for kw in node.keywords)):
                 node.args = [self.split(a) for a in node.args]
                 for kw in node.keywords:
                     kw.value = self.split(kw.value)
@@ -251,6 +253,22 @@ class DecodeError(Exception):
     pass
 
 
+class IteratorValue:
+    """An iterator the program returned, materialised inside the sandbox. Like the iterator it
+    stands for, it equals only itself, but list(), sorted(), sum() etc. consume its items."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list) -> None:
+        self.items = items
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def __repr__(self) -> str:
+        return f"<iterator over {self.items!r}>"
+
+
 def decode_value(payload: bytes) -> Any:
     """Rebuild a value sent by the sandbox as plain Python objects; anything unexpected is refused."""
     try:
@@ -302,6 +320,8 @@ def _dec(o: Any, depth: int) -> Any:
         return {_dec(x, depth + 1) for x in v}
     if tag == "fs":
         return frozenset(_dec(x, depth + 1) for x in v)
+    if tag == "it":
+        return IteratorValue([_dec(x, depth + 1) for x in v])
     if tag == "dq":
         return collections.deque(_dec(x, depth + 1) for x in v)
     if tag in ("d", "od", "ctr"):

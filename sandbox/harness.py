@@ -129,6 +129,14 @@ def encode_value(value, cap):
             return {"dec": str(v)}
         if fm is not None and t is getattr(fm, "Fraction", None):
             return {"fr": [_hex(v.numerator), _hex(v.denominator)]}
+        if hasattr(t, "__next__") and hasattr(t, "__iter__"):
+            # generators, map(), zip(), ...: the items go out; the host keeps iterator semantics
+            items = []
+            for x in v:
+                items.append(enc(x, depth + 1))
+                if budget[0] < 0:
+                    raise _TooLarge()
+            return {"it": items}
         # A namedtuple that keeps tuple's own equality compares like the plain tuple.
         if _isinstance(v, _EXACT_TUPLE) and hasattr(t, "_fields") and t.__eq__ is tuple.__eq__:
             return {"t": [enc(x, depth + 1) for x in _EXACT_TUPLE.__iter__(v)]}
