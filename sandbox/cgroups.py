@@ -135,6 +135,7 @@ class SlotCgroups:
     def __init__(self, version: str, workers: int, slot_memory_bytes: int, pool_memory_bytes: int | None,
                  pids_max: int):
         self.version = version
+        self.pool_limit = pool_memory_bytes
         name = f"{_PREFIX}{os.getpid()}-{next(_counter)}"
         if version == "v1":
             mem_parent = f"{ROOT}/memory{_own_path('memory')}"
@@ -217,10 +218,6 @@ class SlotCgroups:
             return _counter_in(f"{mem}/memory.oom_control", "oom_kill")
         return _counter_in(f"{mem}/memory.events", "oom_kill")
 
-    def pids_limit_hits(self, slot: int) -> int:
-        _, pids = self.slots[slot]
-        return _counter_in(f"{pids}/pids.events", "max")
-
     def memory_usage(self, slot: int | None = None) -> int:
         if slot is None:
             path = f"{self.mem_pool}/memory.usage_in_bytes" if self.version == "v1" else f"{self.pool}/memory.current"
@@ -228,6 +225,14 @@ class SlotCgroups:
             mem, _ = self.slots[slot]
             path = f"{mem}/memory.usage_in_bytes" if self.version == "v1" else f"{mem}/memory.current"
         return int(_read(path))
+
+    def peak_memory(self) -> int | None:
+        """Highest memory use of the whole pool since it started (None where the kernel keeps none)."""
+        path = f"{self.mem_pool}/memory.max_usage_in_bytes" if self.version == "v1" else f"{self.pool}/memory.peak"
+        try:
+            return int(_read(path))
+        except (OSError, ValueError):
+            return None
 
     def kill_slot(self, slot: int) -> None:
         for f in self.procs_files(slot):

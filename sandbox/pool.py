@@ -319,7 +319,7 @@ class Worker:
             if want != self._memory_bytes:
                 self.cgroups.set_memory(self.slot, want)
                 self._memory_bytes = want
-            oom0, pids0 = self.cgroups.oom_kills(self.slot), self.cgroups.pids_limit_hits(self.slot)
+            oom0 = self.cgroups.oom_kills(self.slot)
         index = {i: i for i in runnable}
         payload = json.dumps(request).encode()
         broken = False
@@ -343,9 +343,9 @@ class Worker:
                 if st.verdict[i] is None and not st.done[i] and st.exc[i] is None:
                     st.verdict[i] = why
         results = [_judge(p, st, i) for i, p in enumerate(plans)]
-        if self.cgroups is not None and not broken:
-            results = self._explain(results, self.cgroups.oom_kills(self.slot) > oom0,
-                                    self.cgroups.pids_limit_hits(self.slot) > pids0)
+        if not broken:
+            oom = self.cgroups is not None and self.cgroups.oom_kills(self.slot) > oom0
+            results = self._explain(results, oom)
         return Result(job.id, tuple(results), output=st.output.decode("utf-8", errors="replace"),
                       cpu_s=float(st.stats.get("cpu_s", 0.0)), wall_s=time.monotonic() - t0)
 
@@ -353,17 +353,16 @@ class Worker:
         return slot_memory_bytes(self.cfg, memory_mb)
 
     @staticmethod
-    def _explain(results: list[TestResult], oom: bool, pids_hit: bool) -> list[TestResult]:
-        """Name the cgroup limit a program hit, so a user sees 'memory' rather than 'exit -9'."""
+    def _explain(results: list[TestResult], oom: bool) -> list[TestResult]:
+        """Name the limit a program hit, so a user sees 'memory' rather than 'exit -9'."""
         out = []
         for r in results:
             if oom and r.status == "crashed" and r.reason in ("died", ""):
                 r = TestResult("crashed", "memory", "killed at the sandbox memory limit")
-            elif oom and r.status == "error" and r.reason == "program_error" and "MemoryError" in r.detail:
+            elif r.status == "error" and "MemoryError" in r.reason + r.detail:
                 r = TestResult("error", "memory", r.detail)
-            elif pids_hit and r.status in ("error", "crashed") and ("BlockingIOError" in r.reason + r.detail
-                                                                      or "Resource temporarily" in r.detail):
-                r = TestResult(r.status, "processes", r.detail or "process limit reached")
+            elif r.status == "error" and "BlockingIOError" in r.reason + r.detail and "temporarily" in r.detail:
+                r = TestResult("error", "processes", f"process limit reached: {r.detail}")  # fork() got EAGAIN
             out.append(r)
         return out
 
@@ -501,9 +500,11 @@ class SandboxPool:
 
 
 def slot_memory_bytes(cfg: SandboxConfig, memory_mb: int) -> int:
-    """A slot's cgroup memory limit: the program's address space plus its tmpfs plus the harness."""
-    base = cfg.slot_memory_mb if cfg.slot_memory_mb else memory_mb + cfg.tmpfs_mb + 256
-    return max(base, memory_mb + cfg.tmpfs_mb + 64) << 20
+    """A slot's cgroup memory limit: as configured, else the program's address space plus its tmpfs
+    plus room for the harness."""
+    if cfg.slot_memory_mb:
+        return max(cfg.slot_memory_mb, 64) << 20
+    return (memory_mb + cfg.tmpfs_mb + 256) << 20
 
 
 def _mem_available() -> int | None:

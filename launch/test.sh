@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test suite, after setting up what is missing (see launch/setup_env.sh). Extra arguments go to pytest.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$ROOT/launch/setup_env.sh"
+cd "$ROOT"
+exec python -m pytest -q --timeout=900 "$@"
