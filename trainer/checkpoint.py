@@ -1,0 +1,113 @@
+"""Crash-safe checkpoints: written under a temporary name, made current by one rename, rotated only
+after the new one is complete.
+
+Layout: SAVE_PATH/checkpoints/step_000012/
+    policy/            the DeepSpeed checkpoint (weights, optimizer, scheduler) of every rank
+    hf/                a save_pretrained export of the policy (when enabled)
+    trainer_state.pt   step, data position, RNG states (controller and every rank), counters, config
+    COMPLETE           written last: a directory without it is ignored
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_STEP = re.compile(r"^step_(\d{6,})$")
+# options that may change between a run and its resumption
+RESUMABLE_CHANGES = {"resume", "max_steps", "save_steps", "max_ckpt_num", "logging_steps", "eval_steps",
+                     "use_tensorboard", "use_wandb", "wandb_project", "wandb_run_name", "progress_bar",
+                     "reward_timeout_s", "reward_retries", "save_hf_model", "num_episodes"}
+
+
+def ckpt_root(save_path: str) -> Path:
+    return Path(save_path) / "checkpoints"
+
+
+def complete_checkpoints(save_path: str) -> list[Path]:
+    """Complete checkpoints, oldest first. Half-written ones (no COMPLETE) are skipped."""
+    root = ckpt_root(save_path)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir()
+             if (m := _STEP.match(p.name)) and (p / "COMPLETE").is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def find_resume(save_path: str, resume: str) -> Path | None:
+    """'auto': the newest complete checkpoint or None; 'none': None; else that path (must be complete)."""
+    if resume == "none":
+        return None
+    if resume == "auto":
+        done = complete_checkpoints(save_path)
+        return done[-1] if done else None
+    p = Path(resume)
+    if not (p / "COMPLETE").is_file():
+        raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint (no COMPLETE file)")
+    return p
+
+
+def staging_dir(save_path: str, step: int) -> Path:
+    root = ckpt_root(save_path)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-step_{step:06d}-{os.getpid()}-{time.monotonic_ns()}"
+    tmp.mkdir()
+    return tmp
+
+
+def commit(tmp: Path, save_path: str, step: int, state: dict[str, Any], max_keep: int) -> Path:
+    """Write the trainer state and the COMPLETE marker, rename into place, then rotate."""
+    torch.save(state, tmp / "trainer_state.pt")
+    _fsync_tree(tmp)
+    (tmp / "COMPLETE").write_text(f"step {step}\n")
+    final = ckpt_root(save_path) / f"step_{step:06d}"
+    if final.exists():  # an older attempt at the same step: replace it only now
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    for old in complete_checkpoints(save_path)[:-max_keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in ckpt_root(save_path).glob(".tmp-step_*"):  # leftovers of crashed saves
+        if stale != tmp:
+            shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    return torch.load(path / "trainer_state.pt", weights_only=False)
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Options whose values differ, excluding those that may change on resumption."""
+    out = []
+    for k in sorted(set(saved) | set(current)):
+        a, b = saved.get(k), current.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{k}.")
+        elif k not in RESUMABLE_CHANGES and a != b:
+            out.append(f"{prefix}{k}: checkpoint has {a!r}, now {b!r}")
+    return out
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

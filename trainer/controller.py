@@ -1,0 +1,340 @@
+"""The single controller: one driver process that runs the Reinforce++ loop over Ray actor groups.
+
+    step: prompts -> engines generate (chunk by chunk; each finished chunk goes to the reward actors at
+          once) -> policy and reference log-probs -> rewards -> advantages -> policy update -> weight sync
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import os
+import random
+import signal
+import time
+
+import numpy as np
+import ray
+import torch
+
+from rewards.base import RewardResult, Sample
+
+from . import checkpoint as ckpt
+from .actors import ActorGroup, EngineGroup, RewardPool, StepFailed, free_port, gpu_bundles, remote_class
+from .algorithms import compute_advantages, masked_mean
+from .config import ConfigError, RLConfig
+from .data import PromptSampler, load_prompts
+from .engines.base import SamplingParams
+from .experience import Experience, PromptItem, build_experience
+from .tracking import Tracker, say
+
+
+def derive_seed(*parts: object) -> int:
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
+
+
+class Trainer:
+    def __init__(self, cfg: RLConfig):
+        from transformers import AutoTokenizer
+
+        self.cfg = cfg.validate()
+        r, t = cfg.rollout, cfg.train
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model.pretrain, trust_remote_code=cfg.model.trust_remote_code)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.items = load_prompts(cfg.data.prompt_data, self.tokenizer, cfg.data)
+        self.sampler = PromptSampler(len(self.items), r.rollout_batch_size, t.seed)
+        self.total_steps = t.max_steps or t.num_episodes * self.sampler.steps_per_episode()
+        samples = r.rollout_batch_size * r.n_samples_per_prompt
+        self.opt_steps_per_rl_step = (samples // t.train_batch_size) * t.max_epochs
+        self.step = 0
+        self._stop = False
+        resume_from = ckpt.find_resume(cfg.checkpoint.save_path, cfg.checkpoint.resume)
+        state = ckpt.load_state(resume_from) if resume_from else None
+        if state is not None:
+            diffs = ckpt.config_differences(state["config"], cfg.to_dict())
+            if diffs:
+                raise ConfigError(f"--resume {resume_from}: the configuration differs from the checkpoint's:\n  "
+                                  + "\n  ".join(diffs) + "\n(start a new --save_path, or pass the same options)")
+        if not ray.is_initialized():
+            ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True)
+        self._build_actors()
+        if state is not None:
+            self._restore(resume_from, state)
+        self.tracker = Tracker(cfg, resumed_step=self.step)
+        self._sync_weights()  # engines start from the policy's weights (the checkpoint's, on resume)
+
+    # ---------------------------------------------------------------- actors
+    def _build_actors(self) -> None:
+        from rewards.worker import RewardWorker
+
+        from .policy import PolicyWorker
+
+        cfg, t, r = self.cfg, self.cfg.train, self.cfg.rollout
+        gpus = t.actor_num_gpus_per_node
+        world = t.actor_num_nodes * gpus if gpus else 1
+        threads = None if gpus else 1  # on CPU several actors share few cores
+        total_opt_steps = self.total_steps * self.opt_steps_per_rl_step
+        port = free_port()
+        bundles = gpu_bundles(world, 1 if gpus else 0)
+        Policy = [remote_class(PolicyWorker, num_gpus=1 if gpus else 0, bundle=b) for b in bundles]
+        self.policy = ActorGroup([Policy[i].remote(cfg, cfg.model.pretrain, train=True, rank=i, world_size=world,
+                                                   master_port=port, total_steps=total_opt_steps, num_threads=threads)
+                                  for i in range(world)])
+        self.ref = None
+        if t.init_kl_coef > 0:
+            ref_gpus = t.ref_num_gpus_per_node if gpus else 0
+            ref_world = t.actor_num_nodes * ref_gpus if ref_gpus else 1
+            ref_port = free_port()
+            rb = gpu_bundles(ref_world, 1 if ref_gpus else 0)
+            self.ref = ActorGroup([remote_class(PolicyWorker, num_gpus=1 if ref_gpus else 0, bundle=rb[i]).remote(
+                cfg, cfg.model.ref_pretrain or cfg.model.pretrain, train=False, rank=i, world_size=ref_world,
+                master_port=ref_port, num_threads=threads) for i in range(ref_world)])
+        engine_gpus = r.vllm_tensor_parallel_size if gpus else 0
+        eb = gpu_bundles(r.vllm_num_engines, engine_gpus)
+        kind = r.engine
+
+        def make_engine_actor(i: int):
+            kw = {"seed": t.seed + i}
+            if kind == "vllm":
+                kw.update(tensor_parallel_size=r.vllm_tensor_parallel_size,
+                          gpu_memory_utilization=r.vllm_gpu_memory_utilization,
+                          enable_prefix_caching=r.enable_prefix_caching,
+                          dtype="bfloat16" if cfg.model.bf16 else "float32")
+            else:
+                kw.update(device="cuda" if engine_gpus else "cpu", dtype="bfloat16" if (cfg.model.bf16 and engine_gpus) else "float32")
+                if not engine_gpus:
+                    kw["num_threads"] = 1
+            cls = remote_class(EngineActor, num_gpus=engine_gpus if kind == "hf" else 0, bundle=eb[i])
+            return cls.remote(kind, cfg.model.pretrain, kw)
+
+        self.engines = EngineGroup(make_engine_actor, r.vllm_num_engines, retries=cfg.reward.reward_retries)
+        w = cfg.reward
+        reward_kwargs = dict(w.reward_kwargs)
+        if "tests" in w.reward:
+            reward_kwargs["tests"] = {"mode": w.test_reward, "sandbox": cfg.sandbox.to_dict(),
+                                      **reward_kwargs.get("tests", {})}
+        if "rm" in w.reward:
+            reward_kwargs["rm"] = {"model_path": cfg.model.reward_pretrain, "batch_size": w.rm_batch_size,
+                                   "normalize": "running" if w.normalize_reward else None,
+                                   "clip": t.reward_clip_range, **reward_kwargs.get("rm", {})}
+        Reward = remote_class(RewardWorker, num_gpus=0)
+        self.rewards = RewardPool(lambda i: Reward.remote(w.reward, w.reward_weights or None, reward_kwargs),
+                                  w.reward_num_actors, w.reward_timeout_s, w.reward_retries)
+
+    # ---------------------------------------------------------------- one step
+    def _chunks(self, prompts: list[PromptItem], step: int) -> list[tuple[list, SamplingParams]]:
+        r = self.cfg.rollout
+        size = r.rollout_chunk_size or max(1, math.ceil(len(prompts) / max(2, r.vllm_num_engines)))
+        out = []
+        for c, s in enumerate(range(0, len(prompts), size)):
+            params = SamplingParams(n=r.n_samples_per_prompt, temperature=r.temperature, top_p=r.top_p,
+                                    max_new_tokens=r.generate_max_len, seed=derive_seed(self.cfg.train.seed, step, c))
+            out.append(([list(p.prompt_ids) for p in prompts[s:s + size]], params))
+        return out
+
+    def _samples(self, prompts: list[PromptItem], completions: list, offset: int, step: int) -> list[Sample]:
+        out = []
+        for c in completions:
+            item = prompts[offset + c.prompt_index]
+            text = self.tokenizer.decode(c.response_ids, skip_special_tokens=True)
+            out.append(Sample(f"{step}:{item.uid}:{c.sample_index}", item.record["question"], text, item.record))
+        return out
+
+    def run_step(self, step: int) -> dict:
+        cfg, r, t = self.cfg, self.cfg.rollout, self.cfg.train
+        timing: dict[str, float] = {}
+        t_step = time.perf_counter()
+        prompts = [self.items[i] for i in self.sampler.next_batch()]
+        chunks = self._chunks(prompts, step)
+        offsets = np.cumsum([0] + [len(c[0]) for c in chunks[:-1]]).tolist()
+        tickets = []
+
+        def on_chunk(c: int, completions: list) -> None:  # score each chunk as soon as it is generated
+            tickets.append((c, self.rewards.submit(self._samples(prompts, completions, offsets[c], step))))
+
+        t0 = time.perf_counter()
+        per_chunk = self.engines.generate(chunks, on_chunk=on_chunk)
+        timing["generate"] = time.perf_counter() - t0
+        completions = [dataclasses.replace(x, prompt_index=x.prompt_index + offsets[c])
+                       for c, comps in enumerate(per_chunk) for x in comps]
+        exp = build_experience(prompts, completions, self.pad_id, r.n_samples_per_prompt)
+        gen_tokens = int(exp.action_mask.sum())
+
+        t0 = time.perf_counter()
+        lp_refs = self._logprob_async(self.policy, exp)
+        ref_refs = self._logprob_async(self.ref, exp) if self.ref is not None else None
+        exp.old_log_probs = torch.cat(ray.get(lp_refs), 0)
+        exp.ref_log_probs = torch.cat(ray.get(ref_refs), 0) if ref_refs is not None else None
+        timing["logprob"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        tickets.sort(key=lambda x: x[0])
+        results: list[RewardResult] = [res for part in self.rewards.collect([tk for _, tk in tickets]) for res in part]
+        timing["reward_wait"] = time.perf_counter() - t0
+        exp.rewards = torch.tensor([res.value for res in results], dtype=torch.float32)
+        exp.info["reward_status"] = [res.status for res in results]
+
+        mask = exp.action_mask
+        stale = float(masked_mean((exp.engine_log_probs - exp.old_log_probs).abs(), mask))
+        if r.max_logprob_diff and stale > r.max_logprob_diff:
+            raise StepFailed(f"step {step}: the engines' log-probs differ from the policy's by {stale:.3f} on "
+                             f"average (> max_logprob_diff={r.max_logprob_diff}): stale or wrong weights in the "
+                             "rollout engines")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        adv, ret = compute_advantages(
+            exp.rewards.to(device), exp.old_log_probs.to(device),
+            exp.ref_log_probs.to(device) if exp.ref_log_probs is not None else None, mask.to(device),
+            estimator=t.advantage_estimator, kl_coef=t.init_kl_coef, kl_estimator=t.kl_estimator,
+            gamma=t.gamma, group_size=r.n_samples_per_prompt, reward_clip=t.reward_clip_range)
+        exp.advantages, exp.returns = adv.cpu(), ret.cpu()
+
+        t0 = time.perf_counter()
+        train_stats = self._train(exp, step)
+        timing["train"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        self._sync_weights()
+        timing["sync"] = time.perf_counter() - t0
+        timing["step"] = time.perf_counter() - t_step
+        return self._metrics(exp, results, train_stats, timing, gen_tokens, stale)
+
+    def _logprob_async(self, group: ActorGroup, exp: Experience) -> list:
+        world = len(group.actors)
+        bounds = np.linspace(0, len(exp), world + 1).astype(int)
+        return [a.compute_log_probs.remote(exp.select(range(bounds[i], bounds[i + 1]), trim=False),
+                                           self.cfg.rollout.temperature)
+                for i, a in enumerate(group.actors)]
+
+    def _train(self, exp: Experience, step: int) -> dict:
+        t, world = self.cfg.train, len(self.policy.actors)
+        B = t.train_batch_size
+        per_rank: list[list[Experience]] = [[] for _ in range(world)]
+        tokens: list[float] = []
+        for epoch in range(t.max_epochs):
+            g = torch.Generator().manual_seed(derive_seed(t.seed, step, epoch, "shuffle"))
+            perm = torch.randperm(len(exp), generator=g)
+            for j in range(len(exp) // B):
+                idx = perm[j * B:(j + 1) * B]
+                tokens.append(float(exp.action_mask[idx].sum().clamp(min=1)))
+                for rank, part in enumerate(torch.tensor_split(idx, world)):
+                    per_rank[rank].append(exp.select(part.tolist()))
+        stats = self.policy.call("train_steps", [(per_rank[i], tokens, self.cfg.rollout.temperature)
+                                                 for i in range(world)])
+        out = {k: sum(s[k] for s in stats) for k in ("policy_loss", "clip_frac", "approx_kl", "entropy")}
+        out.update(grad_norm=stats[0]["grad_norm"], lr=stats[0]["lr"])
+        return out
+
+    def _sync_weights(self) -> None:
+        """Policy -> every engine, in buckets through the object store (ZeRO-3 gathers bucket by bucket)."""
+        bucket_bytes = self.cfg.rollout.weight_sync_bucket_mb << 20
+        per_rank = self.policy.call("weight_buckets_list", None, bucket_bytes)
+        refs = [ray.put(b) for b in per_rank[0]]  # rank 0 holds the gathered tensors
+        self.engines.load_weights(refs)
+
+    def _metrics(self, exp: Experience, results: list[RewardResult], train: dict, timing: dict,
+                 gen_tokens: int, stale: float) -> dict:
+        mask = exp.action_mask
+        m: dict = {"reward_mean": float(exp.rewards.mean()), "reward_std": float(exp.rewards.std()) if len(exp) > 1 else 0.0}
+        rates = [res.info.get("tests", {}).get("pass_rate") for res in results]
+        rates = [x for x in rates if x is not None]
+        if rates:
+            m["pass_rate"] = float(np.mean(rates))
+            m["solve_rate"] = float(np.mean([x == 1.0 for x in rates]))
+        if exp.ref_log_probs is not None:
+            m["kl"] = float(masked_mean(exp.old_log_probs - exp.ref_log_probs, mask))
+        m["response_length"] = float(mask.sum(1).float().mean())
+        m["truncated_frac"] = float(np.mean([f == "length" for f in exp.info["finish_reason"]]))
+        m["engine_policy_logprob_diff"] = stale
+        m.update(train)
+        for status in set(exp.info["reward_status"]):
+            m[f"reward_status/{status}"] = exp.info["reward_status"].count(status)
+        m.update({f"timing/{k}": v for k, v in timing.items()})
+        m["generate_tokens_per_s"] = gen_tokens / max(timing["generate"], 1e-9)
+        m["engine_restarts"] = self.engines.restarts
+        m["reward_actor_restarts"] = self.rewards.restarts
+        return m
+
+    # ---------------------------------------------------------------- checkpoints
+    def save(self) -> None:
+        cfg = self.cfg.checkpoint
+        tmp = ckpt.staging_dir(cfg.save_path, self.step)
+        self.policy.call("save_checkpoint", None, str(tmp / "policy"), "policy")
+        if cfg.save_hf_model:
+            self.policy.call("save_hf", None, str(tmp / "hf"), self.cfg.model.pretrain)
+        state = {"step": self.step, "sampler": self.sampler.state_dict(), "config": self.cfg.to_dict(),
+                 "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+                 "rank_rng": self.policy.call("rng_state"),
+                 "ref_rng": self.ref.call("rng_state") if self.ref is not None else None,
+                 "counters": {"engine_restarts": self.engines.restarts, "reward_restarts": self.rewards.restarts}}
+        final = ckpt.commit(tmp, cfg.save_path, self.step, state, cfg.max_ckpt_num)
+        say(f"[ckpt] step {self.step} saved to {final}")
+
+    def _restore(self, path, state: dict) -> None:
+        self.policy.call("load_checkpoint", None, str(path / "policy"), "policy")
+        self.policy.call("set_rng_state", [(s,) for s in state["rank_rng"]])
+        if self.ref is not None and state.get("ref_rng"):
+            self.ref.call("set_rng_state", [(s,) for s in state["ref_rng"]])
+        self.sampler.load_state_dict(state["sampler"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.step = int(state["step"])
+        say(f"[ckpt] resumed from {path} at step {self.step}")
+
+    # ---------------------------------------------------------------- the run
+    def fit(self) -> list[dict]:
+        from tqdm import tqdm
+
+        prev = signal.signal(signal.SIGTERM, self._on_sigterm)
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="rl", unit="step",
+                   disable=not self.cfg.logging.progress_bar)
+        try:
+            while self.step < self.total_steps and not self._stop:
+                self.step += 1
+                metrics = self.run_step(self.step)
+                if self.step % self.cfg.logging.logging_steps == 0 or self.step == self.total_steps:
+                    self.tracker.log(self.step, metrics)
+                bar.update(1)
+                bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", pass_rate=f"{metrics.get('pass_rate', 0):.3f}")
+                every = self.cfg.checkpoint.save_steps
+                if (every and self.step % every == 0) or self.step == self.total_steps or self._stop:
+                    self.save()
+        finally:
+            bar.close()
+            signal.signal(signal.SIGTERM, prev)
+        say(self.tracker.summary())
+        return self.tracker.history
+
+    def _on_sigterm(self, signum, frame) -> None:
+        say("[rl] SIGTERM: finishing this step, then saving a checkpoint")
+        self._stop = True
+
+    def close(self) -> None:
+        self.tracker.close()
+        for a in self.rewards.actors:
+            try:
+                ray.get(a.close.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                pass
+
+
+class EngineActor:
+    """A rollout engine behind the actor boundary (Ray wraps this class)."""
+
+    def __init__(self, kind: str, model_path: str, kwargs: dict):
+        from .engines import make_engine
+
+        if kwargs.pop("num_threads", None):
+            torch.set_num_threads(1)
+        self.engine = make_engine(kind, model_path, **kwargs)
+
+    def generate(self, prompts, params):
+        return self.engine.generate(prompts, params)
+
+    def load_weights(self, bucket):
+        self.engine.load_weights(bucket)
+
+    def finish_weight_update(self):
+        self.engine.finish_weight_update()
+
+    def ping(self):
+        return True

@@ -1,0 +1,274 @@
+"""The policy and reference workers: one DeepSpeed engine each, one process per data-parallel rank.
+
+Plain classes; trainer/actors.py wraps them with Ray. The policy computes log-probs at the sampling
+temperature and trains with the clipped surrogate of trainer/algorithms.py; the reference only
+computes log-probs. Both run on CPU (gloo, fp32) or CUDA (NCCL, bf16), ZeRO stage 0-3.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.utils.checkpoint
+
+from .algorithms import policy_loss
+from .config import RLConfig
+from .experience import Experience, position_ids
+
+
+def init_distributed(rank: int, world_size: int, master_addr: str, master_port: int, device: str) -> None:
+    import deepspeed
+
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": os.environ.get("LOCAL_RANK", "0"),
+                       "MASTER_ADDR": master_addr, "MASTER_PORT": str(master_port)})
+    if not torch.distributed.is_initialized():
+        deepspeed.init_distributed(dist_backend="nccl" if device == "cuda" else "gloo", verbose=False)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def cosine_schedule(total_steps: int, warmup_ratio: float, min_lr_ratio: float):
+    """Linear warmup, then cosine from 1 to min_lr_ratio (as a multiplier of the base lr)."""
+    warmup = max(0, math.ceil(total_steps * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return factor
+
+
+class PolicyWorker:
+    """One rank of the policy (``train=True``) or of the frozen reference (``train=False``)."""
+
+    def __init__(self, cfg: RLConfig, model_path: str, *, train: bool, rank: int = 0, world_size: int = 1,
+                 master_addr: str = "127.0.0.1", master_port: int = 29500, total_steps: int = 1,
+                 num_threads: int | None = None):
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        self.cfg, self.train_mode, self.rank, self.world_size = cfg, train, rank, world_size
+        self.device = "cuda" if torch.cuda.is_available() and cfg.train.actor_num_gpus_per_node > 0 else "cpu"
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        init_distributed(rank, world_size, master_addr, master_port, self.device)
+        seed_everything(cfg.train.seed + rank)
+        bf16 = cfg.model.bf16 and self.device == "cuda"
+        t = cfg.train
+        zero = t.zero_stage if train else (3 if t.zero_stage == 3 else 0)
+        gas = max(1, t.train_batch_size // (t.micro_train_batch_size * world_size))
+        ds_config = {
+            "train_micro_batch_size_per_gpu": t.micro_train_batch_size,
+            "gradient_accumulation_steps": gas,
+            "gradient_clipping": t.max_norm,
+            "zero_optimization": {"stage": zero, "stage3_param_persistence_threshold": 0,
+                                  **({"offload_optimizer": {"device": "cpu", "pin_memory": True}}
+                                     if (train and t.adam_offload) else {})},
+            "bf16": {"enabled": bf16},
+            "steps_per_print": 10**9,
+            "wall_clock_breakdown": False,
+        }
+        model = AutoModelForCausalLM.from_pretrained(
+            model_path, torch_dtype=torch.bfloat16 if bf16 else torch.float32,
+            attn_implementation=cfg.model.attn_implementation, trust_remote_code=cfg.model.trust_remote_code)
+        model.config.use_cache = False
+        if train and cfg.model.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        optimizer = scheduler = None
+        if train:
+            params = [p for p in model.parameters() if p.requires_grad]
+            if self.device == "cuda" and not t.adam_offload:
+                from deepspeed.ops.adam import FusedAdam
+
+                optimizer = FusedAdam(params, lr=t.actor_learning_rate, betas=tuple(t.adam_betas), weight_decay=t.l2)
+            else:
+                optimizer = torch.optim.AdamW(params, lr=t.actor_learning_rate, betas=tuple(t.adam_betas),
+                                              weight_decay=t.l2)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, cosine_schedule(total_steps, t.lr_warmup_ratio, t.min_lr_ratio))
+        else:
+            model.requires_grad_(False)
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config,
+            model_parameters=None if optimizer is None else [p for p in model.parameters() if p.requires_grad])
+        if not train:
+            self.engine.eval()
+        self.zero3 = zero == 3
+        self.gas = gas
+
+    # ---------------------------------------------------------------- log-probs
+    def _log_probs(self, exp: Experience, temperature: float, with_grad: bool,
+                   want_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """log p(response token) at the sampling temperature, [n, T]; logits are never materialised
+        for more than ``logprob_chunk_size`` tokens at once."""
+        model = self.engine.module
+        seq = exp.sequences.to(self.device)
+        att = exp.attention_mask.to(self.device)
+        T = exp.num_actions
+        backbone = getattr(model, model.base_model_prefix)
+        hidden = backbone(input_ids=seq, attention_mask=att, position_ids=position_ids(att)).last_hidden_state
+        hidden = hidden[:, -T - 1:-1]
+        labels = seq[:, -T:]
+        head = model.get_output_embeddings()
+        temp = temperature if temperature > 0 else 1.0
+        chunk = max(1, self.cfg.train.logprob_chunk_size // max(1, hidden.shape[0]))
+
+        def piece(h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = head(h).float() / temp
+            logz = torch.logsumexp(logits, dim=-1)
+            lp = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1) - logz
+            ent = (logz - (torch.softmax(logits, -1) * logits).sum(-1)).detach() if want_entropy else logz.new_zeros(())
+            return lp, ent
+
+        lps, ents = [], []
+        for s in range(0, T, chunk):
+            h, y = hidden[:, s:s + chunk], labels[:, s:s + chunk]
+            if with_grad:
+                lp, ent = torch.utils.checkpoint.checkpoint(piece, h, y, use_reentrant=False)
+            else:
+                lp, ent = piece(h, y)
+            lps.append(lp)
+            ents.append(ent)
+        return torch.cat(lps, 1), (torch.cat(ents, 1) if want_entropy else None)
+
+    @torch.no_grad()
+    def compute_log_probs(self, exp: Experience, temperature: float) -> torch.Tensor:
+        out = []
+        mb = self.cfg.train.micro_train_batch_size * 2
+        for s in range(0, len(exp), mb):
+            part = exp.select(range(s, min(s + mb, len(exp))), trim=False)
+            lp, _ = self._log_probs(part, temperature, with_grad=False)
+            out.append(lp.float().cpu())
+        return torch.cat(out, 0) * exp.action_mask
+
+    # ---------------------------------------------------------------- training
+    def train_steps(self, steps: Sequence[Experience], tokens_per_step: Sequence[float],
+                    temperature: float) -> dict:
+        """One optimizer step per entry of ``steps`` (this rank's share); ``tokens_per_step`` are the
+        global action-token counts, so the loss is a token mean over the whole optimizer step.
+
+        The returned statistics are this rank's contributions: summed over ranks they are the
+        token means of the step (averaged over the steps); grad_norm and lr are global already."""
+        t = self.cfg.train
+        low = t.eps_clip_low or t.eps_clip
+        high = t.eps_clip_high or t.eps_clip
+        self.engine.train()
+        acc = {"policy_loss": 0.0, "clip_frac": 0.0, "approx_kl": 0.0, "entropy": 0.0}
+        grad_norm = 0.0
+        share = self.gas * self.world_size  # micro-batch statistics are scaled by 1/num_tokens*share
+        for exp, n_tokens in zip(steps, tokens_per_step):
+            per_micro = max(1, math.ceil(len(exp) / self.gas))
+            scale = n_tokens / share
+            for s in range(0, self.gas * per_micro, per_micro):
+                if s < len(exp):
+                    mb = exp.select(range(s, min(s + per_micro, len(exp))))
+                    mask = mb.action_mask
+                else:  # this rank ran out of samples: a zero-weight micro-batch keeps ranks in step
+                    mb = exp.select([0])
+                    mask = torch.zeros_like(mb.action_mask)
+                lp, ent = self._log_probs(mb, temperature, with_grad=True, want_entropy=True)
+                mask_d = mask.to(self.device)
+                loss, stats = policy_loss(lp, mb.old_log_probs.to(self.device), mb.advantages.to(self.device),
+                                          mask_d, eps_clip_low=low, eps_clip_high=high, num_tokens=scale)
+                self.engine.backward(loss)
+                self.engine.step()
+                acc["policy_loss"] += float(loss.detach()) / share
+                acc["clip_frac"] += float(stats["clip_frac"]) / share
+                acc["approx_kl"] += float(stats["approx_kl"]) / share
+                acc["entropy"] += float((ent * mask_d).sum()) / max(1.0, n_tokens)
+            norm = self.engine.get_global_grad_norm()
+            grad_norm += float(norm if norm is not None else 0.0)
+        out = {k: v / len(steps) for k, v in acc.items()}
+        out["grad_norm"] = grad_norm / len(steps)
+        out["lr"] = self.scheduler.get_last_lr()[0] if self.scheduler is not None else 0.0
+        return out
+
+    # ---------------------------------------------------------------- weights out
+    def weight_buckets(self, bucket_bytes: int, to_cpu: bool = True) -> Iterator[list[tuple[str, torch.Tensor]]]:
+        """Full (gathered) parameters in buckets of about ``bucket_bytes``, Hugging Face names. Every
+        rank must iterate (ZeRO-3 gathers collectively); only rank 0's tensors are meaningful."""
+        import deepspeed
+
+        model = self.engine.module
+        bucket: list[tuple[str, torch.nn.Parameter]] = []
+        size = 0
+
+        def emit(items):
+            params = [p for _, p in items]
+            ctx = deepspeed.zero.GatheredParameters(params) if self.zero3 else _nullcontext()
+            with ctx:
+                out = [(n, (p.data.detach().to("cpu", copy=True) if to_cpu else p.data.detach().clone()))
+                       for n, p in items]
+            return out
+
+        for name, p in model.named_parameters():
+            numel = p.ds_numel if hasattr(p, "ds_numel") else p.numel()
+            nbytes = numel * p.element_size()
+            if bucket and size + nbytes > bucket_bytes:
+                yield emit(bucket)
+                bucket, size = [], 0
+            bucket.append((name, p))
+            size += nbytes
+        if bucket:
+            yield emit(bucket)
+
+    def weight_buckets_list(self, bucket_bytes: int) -> list | None:
+        """All buckets as CPU tensors on rank 0 (None elsewhere): the object-store sync path."""
+        buckets = list(self.weight_buckets(bucket_bytes, to_cpu=True))
+        return buckets if self.rank == 0 else None
+
+    def state_dict_cpu(self) -> dict[str, torch.Tensor]:
+        sd: dict[str, torch.Tensor] = {}
+        for bucket in self.weight_buckets(256 << 20):
+            sd.update(bucket)
+        return sd
+
+    def save_hf(self, path: str, tokenizer_path: str | None = None) -> None:
+        """A save_pretrained export of the current weights (rank 0 writes)."""
+        sd = self.state_dict_cpu()
+        if self.rank != 0:
+            return
+        model = self.engine.module
+        os.makedirs(path, exist_ok=True)
+        model.save_pretrained(path, state_dict=sd, safe_serialization=True)
+        if tokenizer_path:
+            from transformers import AutoTokenizer
+
+            AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(path)
+
+    # ---------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, path: str, tag: str) -> None:
+        self.engine.save_checkpoint(path, tag=tag, save_latest=False)
+
+    def load_checkpoint(self, path: str, tag: str) -> None:
+        self.engine.load_checkpoint(path, tag=tag, load_optimizer_states=self.train_mode,
+                                    load_lr_scheduler_states=self.train_mode)
+
+    def rng_state(self) -> dict:
+        return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+    def set_rng_state(self, state: dict) -> None:
+        random.setstate(state["python"])
+        np.random.set_state(state["numpy"])
+        torch.set_rng_state(state["torch"])
+
+    def ping(self) -> bool:
+        return True
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
