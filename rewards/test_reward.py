@@ -33,7 +33,10 @@ class TestReward(Reward):
         out: list[RewardResult | None] = [None] * len(samples)
         jobs, where = [], []
         for i, s in enumerate(samples):
-            program = extract_code(s.response)
+            # Completion-style records (the prompt holds the start of the program, as in HumanEval's
+            # original format) give that start as program_prefix: the answer continues it verbatim.
+            prefix = s.record.get("program_prefix")
+            program = prefix + s.response if prefix else extract_code(s.response)
             tests = record_tests(s.record)
             if not program.strip():
                 out[i] = RewardResult(0.0, "no_code", {"pass_rate": 0.0})

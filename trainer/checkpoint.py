@@ -21,7 +21,7 @@ import torch
 _STEP = re.compile(r"^step_(\d{6,})$")
 # options that may change between a run and its resumption
 RESUMABLE_CHANGES = {"resume", "max_steps", "save_steps", "max_ckpt_num", "logging_steps", "eval_steps",
-                     "use_tensorboard", "use_wandb", "wandb_project", "wandb_run_name", "progress_bar",
+                     "use_tensorboard", "use_wandb", "stop_at_eval_pass_rate", "wandb_project", "wandb_run_name", "progress_bar",
                      "reward_timeout_s", "reward_retries", "save_hf_model", "num_episodes"}
 
 

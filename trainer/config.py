@@ -129,7 +129,8 @@ class CheckpointConfig:
 @dataclass
 class LoggingConfig:
     logging_steps: int = opt(1, "log every N steps")
-    eval_steps: int = opt(0, "evaluate held-out pass rate every N steps (0: never)")
+    eval_steps: int = opt(0, "evaluate held-out greedy pass rate every N steps (0: never)")
+    stop_at_eval_pass_rate: float = opt(0.0, "stop early once the held-out pass rate reaches this (0: never)")
     use_tensorboard: bool = opt(True, "TensorBoard logs under save_path/tensorboard")
     use_wandb: bool = opt(False, "log to Weights & Biases (WANDB_MODE=offline works without network)")
     wandb_project: str = opt("acecoder-rl", "W&B project")

@@ -42,6 +42,11 @@ class Trainer:
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model.pretrain, trust_remote_code=cfg.model.trust_remote_code)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         self.items = load_prompts(cfg.data.prompt_data, self.tokenizer, cfg.data)
+        self.eval_items: list[PromptItem] = []
+        if cfg.data.eval_data:
+            eval_cfg = dataclasses.replace(cfg.data, max_samples=cfg.data.eval_samples)
+            self.eval_items = load_prompts(cfg.data.eval_data, self.tokenizer, eval_cfg)
+        self.stop_at_eval: float | None = cfg.logging.stop_at_eval_pass_rate or None
         self.sampler = PromptSampler(len(self.items), r.rollout_batch_size, t.seed)
         self.total_steps = t.max_steps or t.num_episodes * self.sampler.steps_per_episode()
         samples = r.rollout_batch_size * r.n_samples_per_prompt
@@ -253,6 +258,25 @@ class Trainer:
         m["reward_actor_restarts"] = self.rewards.restarts
         return m
 
+    # ---------------------------------------------------------------- evaluation
+    def evaluate(self, items: list[PromptItem]) -> dict:
+        """Greedy pass rate on held-out prompts, through the same engines and rewards as training."""
+        r = self.cfg.rollout
+        size = max(1, math.ceil(len(items) / len(self.engines.engines)))
+        params = SamplingParams(n=1, temperature=0.0, max_new_tokens=r.generate_max_len, seed=0)
+        chunks = [([list(p.prompt_ids) for p in items[s:s + size]], params) for s in range(0, len(items), size)]
+        tickets = []
+        self.engines.generate(chunks, on_chunk=lambda c, comps: tickets.append(
+            (c, self.rewards.submit(self._samples(items, comps, c * size, -1)))))
+        tickets.sort(key=lambda x: x[0])
+        results = [res for part in self.rewards.collect([tk for _, tk in tickets]) for res in part]
+        out = {"eval/reward_mean": float(np.mean([res.value for res in results]))}
+        rates = [res.info.get("tests", {}).get("pass_rate") for res in results]
+        if all(x is not None for x in rates):
+            out["eval/pass_rate"] = float(np.mean(rates))
+            out["eval/solve_rate"] = float(np.mean([x == 1.0 for x in rates]))
+        return out
+
     # ---------------------------------------------------------------- checkpoints
     def save(self) -> None:
         cfg = self.cfg.checkpoint
@@ -288,9 +312,16 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, desc="rl", unit="step",
                    disable=not self.cfg.logging.progress_bar)
         try:
+            if self.eval_items and self.step == 0:
+                self.tracker.log(0, self.evaluate(self.eval_items))
             while self.step < self.total_steps and not self._stop:
                 self.step += 1
                 metrics = self.run_step(self.step)
+                every_eval = self.cfg.logging.eval_steps
+                if self.eval_items and every_eval and (self.step % every_eval == 0 or self.step == self.total_steps):
+                    metrics.update(self.evaluate(self.eval_items))
+                    if self.stop_at_eval is not None and metrics.get("eval/pass_rate", 0) >= self.stop_at_eval:
+                        self._stop = True
                 if self.step % self.cfg.logging.logging_steps == 0 or self.step == self.total_steps:
                     self.tracker.log(self.step, metrics)
                 bar.update(1)

@@ -48,6 +48,8 @@ def load_prompts(path: str, tokenizer, cfg: DataConfig) -> list[PromptItem]:
             continue
         record = {"id": rec["id"], "question": rec["question"], "test_cases": tests,
                   "test_setup": rec.get("test_setup") or ""}
+        if rec.get("program_prefix"):
+            record["program_prefix"] = rec["program_prefix"]
         items.append(PromptItem(rec["id"], tuple(int(i) for i in ids), record))
         if cfg.max_samples and len(items) >= cfg.max_samples:
             break
