@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from trainer.engines.base import Completion, RolloutEngine, SamplingParams
+from trainer.engines.base import Completion, RolloutEngine, SamplingParams, check_sampling_params
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -55,10 +55,7 @@ class TransformersEngine(RolloutEngine):
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[Completion]:
-        _check_params(params)
-        for i, p in enumerate(prompts):
-            if len(p) == 0:
-                raise ValueError(f"prompt {i} is empty; every prompt needs at least one token")
+        check_sampling_params(prompts, params)
         if params.seed is None:
             gen = self._generator
         else:
@@ -179,17 +176,6 @@ def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     mass_before = sorted_probs.cumsum(-1) - sorted_probs
     sorted_probs = sorted_probs.masked_fill(mass_before >= top_p, 0.0)
     return torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
-
-
-def _check_params(params: SamplingParams) -> None:
-    if params.n < 1:
-        raise ValueError(f"SamplingParams.n must be >= 1, got {params.n}")
-    if params.temperature < 0:
-        raise ValueError(f"SamplingParams.temperature must be >= 0, got {params.temperature}")
-    if not 0 < params.top_p <= 1:
-        raise ValueError(f"SamplingParams.top_p must be in (0, 1], got {params.top_p}")
-    if params.max_new_tokens < 0:
-        raise ValueError(f"SamplingParams.max_new_tokens must be >= 0, got {params.max_new_tokens}")
 
 
 def _eos_ids(tokenizer, model) -> set[int]:
