@@ -29,6 +29,21 @@ class Completion:
     finish_reason: str  # "stop" or "length"
 
 
+def check_sampling_params(prompts: Sequence[Sequence[int]], params: SamplingParams) -> None:
+    """Reject what no engine can honour, naming the field at fault."""
+    if params.n < 1:
+        raise ValueError(f"SamplingParams.n must be >= 1, got {params.n}")
+    if params.temperature < 0:
+        raise ValueError(f"SamplingParams.temperature must be >= 0, got {params.temperature}")
+    if not 0 < params.top_p <= 1:
+        raise ValueError(f"SamplingParams.top_p must be in (0, 1], got {params.top_p}")
+    if params.max_new_tokens < 0:
+        raise ValueError(f"SamplingParams.max_new_tokens must be >= 0, got {params.max_new_tokens}")
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"prompt {i} is empty; every prompt needs at least one token")
+
+
 class RolloutEngine(ABC):
     """One engine instance (one vllm.LLM, or one transformers model) on one device group."""
 
