@@ -104,7 +104,10 @@ def write_records(path: str | os.PathLike, records: Iterable[dict]) -> None:
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".parquet")
         os.close(fd)
         try:
-            pq.write_table(pa.Table.from_pylist(records), tmp)
+            # from_pylist takes its columns from the first row only: give every row every key.
+            columns = list(dict.fromkeys(k for r in records for k in r))
+            rows = [{k: r.get(k) for k in columns} for r in records]
+            pq.write_table(pa.Table.from_pylist(rows), tmp)
             os.replace(tmp, path)
         except BaseException:
             if os.path.exists(tmp):
