@@ -102,6 +102,24 @@ def test_greedy_equals_full_forward_argmax(engine, prompts):
         torch.testing.assert_close(torch.tensor(c.logprobs), ref, rtol=0, atol=1e-4)
 
 
+def test_rows_that_stop_early_leave_the_batch_cleanly(engine, prompts):
+    """Many stop tokens: rows finish at different steps, so finished rows are dropped mid-batch."""
+    stop = tuple(range(300, 340))
+    out = engine.generate(prompts, SamplingParams(n=4, max_new_tokens=16, seed=2, stop_token_ids=stop))
+    reasons = [c.finish_reason for c in out]
+    assert "stop" in reasons and "length" in reasons
+    assert len({len(c.response_ids) for c in out}) > 2
+    for c in out:
+        assert not set(c.response_ids[:-1]) & set(stop)
+        assert (c.finish_reason == "stop") == (c.response_ids[-1] in stop)
+        ref = teacher_forced(engine.model, c.prompt_ids, c.response_ids, 1.0)
+        torch.testing.assert_close(torch.tensor(c.logprobs), ref, rtol=0, atol=1e-4)
+    greedy = engine.generate(prompts, SamplingParams(temperature=0.0, max_new_tokens=16, stop_token_ids=stop))
+    for c in greedy:
+        assert list(c.response_ids) == greedy_reference(engine.model, c.prompt_ids, 16,
+                                                        engine.eos_token_ids | set(stop))
+
+
 def test_chunking_by_max_batch_tokens_changes_nothing_greedy(models, engine, prompts):
     small = TransformersEngine(models["a"], max_batch_tokens=40)  # one or two rows per chunk
     params = SamplingParams(n=2, temperature=0.0, max_new_tokens=10)

@@ -91,7 +91,8 @@ class VLLMEngine(RolloutEngine):
         check_sampling_params(prompts, params)
         prompt_ids = [tuple(int(t) for t in p) for p in prompts]
         if params.max_new_tokens == 0:
-            return [Completion(i, s, p, (), (), "length") for i, p in enumerate(prompt_ids) for s in range(params.n)]
+            return [Completion(i, s, p, (), (), "length")
+                    for i, p in enumerate(prompt_ids) for s in range(params.n)]
         sampling = [self._vllm.SamplingParams(
             n=params.n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
             seed=None if params.seed is None else params.seed + i * params.n, logprobs=0,
