@@ -239,11 +239,7 @@ class Trainer:
                  gen_tokens: int, stale: float) -> dict:
         mask = exp.action_mask
         m: dict = {"reward_mean": float(exp.rewards.mean()), "reward_std": float(exp.rewards.std()) if len(exp) > 1 else 0.0}
-        rates = [res.info.get("tests", {}).get("pass_rate") for res in results]
-        rates = [x for x in rates if x is not None]
-        if rates:
-            m["pass_rate"] = float(np.mean(rates))
-            m["solve_rate"] = float(np.mean([x == 1.0 for x in rates]))
+        m.update(_pass_rates(results, ""))
         if exp.ref_log_probs is not None:
             m["kl"] = float(masked_mean(exp.old_log_probs - exp.ref_log_probs, mask))
         m["response_length"] = float(mask.sum(1).float().mean())
@@ -270,12 +266,7 @@ class Trainer:
             (c, self.rewards.submit(self._samples(items, comps, c * size, -1)))))
         tickets.sort(key=lambda x: x[0])
         results = [res for part in self.rewards.collect([tk for _, tk in tickets]) for res in part]
-        out = {"eval/reward_mean": float(np.mean([res.value for res in results]))}
-        rates = [res.info.get("tests", {}).get("pass_rate") for res in results]
-        if all(x is not None for x in rates):
-            out["eval/pass_rate"] = float(np.mean(rates))
-            out["eval/solve_rate"] = float(np.mean([x == 1.0 for x in rates]))
-        return out
+        return {"eval/reward_mean": float(np.mean([res.value for res in results])), **_pass_rates(results, "eval/")}
 
     # ---------------------------------------------------------------- checkpoints
     def save(self) -> None:
@@ -340,12 +331,32 @@ class Trainer:
         self._stop = True
 
     def close(self) -> None:
+        """Stop every actor of this run (the sandbox workers inside reward actors included)."""
         self.tracker.close()
         for a in self.rewards.actors:
             try:
                 ray.get(a.close.remote(), timeout=30)
             except Exception:  # noqa: BLE001 - shutting down anyway
                 pass
+        groups = [self.policy.actors, self.engines.engines, self.rewards.actors]
+        if self.ref is not None:
+            groups.append(self.ref.actors)
+        for actors in groups:
+            for a in actors:
+                try:
+                    ray.kill(a)
+                except Exception:  # noqa: BLE001
+                    pass
+
+
+def _pass_rates(results: list[RewardResult], prefix: str) -> dict:
+    """pass_rate: share of samples whose program passes every test (pass@1); test_pass_rate: mean
+    share of tests passed. Only when a test reward is among the rewards."""
+    rates = [res.info.get("tests", {}).get("pass_rate") for res in results]
+    if not rates or any(x is None for x in rates):
+        return {}
+    return {f"{prefix}pass_rate": float(np.mean([x == 1.0 for x in rates])),
+            f"{prefix}test_pass_rate": float(np.mean(rates))}
 
 
 class EngineActor:

@@ -1,8 +1,9 @@
 """The CPU demo: a run that learns, end to end, on a 2-core machine with no GPU and no downloads.
 
 1. A synthetic family of tiny Python functions: ``# return the <sum|difference|product|max|min|
-   distance> of u and v``; the answer is one expression; 3 asserts with random small integers.
-   Held-out prompts are (operation, signature) pairs never seen in training.
+   distance> of u and v`` in a function whose name and parameter order vary; the answer is one
+   expression; 3 asserts with random small integers. Held-out prompts are (operation, signature)
+   pairs never seen in training.
 2. A tiny Qwen2 (2 layers, hidden 128) with a byte-level tokenizer trained here, warm-started by a
    short supervised pass on a deliberately flawed mixture: for 4 of the 6 operations the label is a
    fixed wrong operation, except with probability ``p``. The model then samples the right answer
@@ -28,17 +29,18 @@ import torch
 OPS = {"sum": "{u} + {v}", "difference": "{u} - {v}", "product": "{u} * {v}",
        "max": "max({u}, {v})", "min": "min({u}, {v})", "distance": "abs({u} - {v})"}
 FLAWED = {"sum": "difference", "max": "min", "product": "sum", "distance": "difference"}  # wrong labels
-SIGNATURES = [("f", "a", "b"), ("g", "x", "y"), ("h", "u", "v"), ("calc", "m", "n"), ("op", "p", "q"),
-              ("fn", "s", "t"), ("k", "i", "j"), ("solve", "c", "d")]
+# A signature is a function name and the order of its parameters u and v: the answer for an
+# operation never changes, but what the tests expect does (f(v, u) binds the arguments the other way).
+SIGNATURES = [(fn, a, b) for fn in ("f", "g", "calc", "solve") for a, b in (("u", "v"), ("v", "u"))]
 
 
 def prompt_text(op: str, sig: tuple[str, str, str]) -> str:
-    fn, u, v = sig
-    return f"def {fn}({u}, {v}):\n    # return the {op} of {u} and {v}\n    return "
+    fn, first, second = sig
+    return f"def {fn}({first}, {second}):\n    # return the {op} of u and v\n    return "
 
 
 def answer(op: str, sig: tuple[str, str, str]) -> str:
-    return OPS[op].format(u=sig[1], v=sig[2])
+    return OPS[op].format(u="u", v="v")
 
 
 def value(op: str, a: int, b: int) -> int:
@@ -47,11 +49,12 @@ def value(op: str, a: int, b: int) -> int:
 
 
 def make_record(op: str, sig: tuple[str, str, str], rng: random.Random, idx: int) -> dict:
-    fn = sig[0]
+    fn, first, _ = sig
     tests = []
     for _ in range(3):
         a, b = rng.randint(-9, 9), rng.randint(-9, 9)
-        tests.append(f"assert {fn}({a}, {b}) == {value(op, a, b)}")
+        u, v = (a, b) if first == "u" else (b, a)
+        tests.append(f"assert {fn}({a}, {b}) == {value(op, u, v)}")
     p = prompt_text(op, sig)
     return {"id": f"demo_{idx}", "source": "demo", "question": p, "program_prefix": p, "test_cases": tests,
             "op": op}
