@@ -62,6 +62,7 @@ class TestPlan:
 
     mode: Literal["eval", "exec", "invalid"]
     exprs: tuple[str, ...] = ()  # evaluated inside the sandbox, in order
+    truth: tuple[int, ...] = ()  # holes sent as bool(value)
     prelude: str = ""  # import statements run inside before the expressions
     tree: ast.expr | None = None  # evaluated on the host with the holes' values
     src: str = ""  # exec mode: the whole test
@@ -69,7 +70,7 @@ class TestPlan:
 
     def to_wire(self, k: int) -> dict:
         if self.mode == "eval":
-            return {"k": k, "mode": "eval", "pre": self.prelude, "exprs": list(self.exprs)}
+            return {"k": k, "mode": "eval", "pre": self.prelude, "exprs": list(self.exprs), "truth": list(self.truth)}
         return {"k": k, "mode": "exec", "src": self.src}
 
 
@@ -82,15 +83,34 @@ def _dotted(node: ast.expr) -> str | None:
 
 
 class _Splitter(ast.NodeTransformer):
-    """Replaces every maximal sub-expression the host cannot evaluate by a hole."""
+    """Replaces every maximal sub-expression the host cannot evaluate by a hole.
+
+    A hole whose value only matters for its truth (``assert f(x)``, ``assert not f(x)``, operands of
+    ``and``/``or`` there) is sent as a bool: Python's own semantics, and values such as a re.Match
+    that cannot be sent need not be."""
 
     def __init__(self) -> None:
         self.holes: list[str] = []
+        self.truth: list[int] = []
 
-    def hole(self, node: ast.expr) -> ast.expr:
+    def hole(self, node: ast.expr, truth: bool = False) -> ast.expr:
         name = f"{_HOLE}{len(self.holes)}"
+        if truth:
+            self.truth.append(len(self.holes))
         self.holes.append(ast.unparse(node))
         return ast.copy_location(ast.Name(id=name, ctx=ast.Load()), node)
+
+    def split_truth(self, node: ast.expr) -> ast.expr:
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            node.operand = self.split_truth(node.operand)
+            return node
+        if isinstance(node, ast.BoolOp):
+            node.values = [self.split_truth(v) for v in node.values]
+            return node
+        out = self.split(node)
+        if isinstance(out, ast.Name) and out.id == f"{_HOLE}{len(self.holes) - 1}" and out is not node:
+            self.truth.append(len(self.holes) - 1)
+        return out
 
     def split(self, node: ast.expr) -> ast.expr:
         if isinstance(node, ast.Constant):
@@ -148,9 +168,10 @@ def plan_test(src: str) -> TestPlan:
     imports = [s for s in body[:-1] if isinstance(s, (ast.Import, ast.ImportFrom))]
     if body and isinstance(body[-1], ast.Assert) and len(imports) == len(body) - 1:
         splitter = _Splitter()
-        tree = splitter.split(body[-1].test)
+        tree = splitter.split_truth(body[-1].test)
         prelude = "\n".join(ast.unparse(s) for s in imports)
-        return TestPlan("eval", exprs=tuple(splitter.holes), prelude=prelude, tree=tree)
+        return TestPlan("eval", exprs=tuple(splitter.holes), truth=tuple(sorted(set(splitter.truth))),
+                        prelude=prelude, tree=tree)
     return TestPlan("exec", src=src)
 
 

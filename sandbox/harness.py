@@ -54,7 +54,7 @@ _K = struct.Struct(">i")
 _CLK = os.sysconf("SC_CLK_TCK")
 
 # Captured once so a program that rebinds builtins cannot change how values are encoded.
-_type, _len, _hex, _isinstance, _id = type, len, hex, isinstance, id
+_type, _len, _hex, _isinstance, _bool = type, len, hex, isinstance, bool
 _EXACT_LIST, _EXACT_TUPLE, _EXACT_DICT = list, tuple, dict
 _ORDERED, _DEFAULTDICT, _COUNTER, _DEQUE = (collections.OrderedDict, collections.defaultdict,
                                            collections.Counter, collections.deque)
@@ -222,9 +222,12 @@ def _child(job, start, res_w, out_w, devnull):
                     send(b"E" + _KJ.pack(k, 0) + _exc_info(e))
                     send(b"D" + _KJ.pack(k, 0)[:4])
                     continue
+            truth = test.get("truth", ())
             for j, src in enumerate(test["exprs"]):
                 try:
                     value = eval(compile(src, "<test %d>" % k, "eval", dont_inherit=True, optimize=0), g)
+                    if j in truth:
+                        value = _bool(value)
                     payload = encode_value(value, cap)
                 except _TooLarge:
                     send(b"E" + _KJ.pack(k, j) + json.dumps({"type": "ValueTooLarge",
