@@ -47,7 +47,7 @@ import bisect, functools, heapq, itertools, math, operator, re, string, typing  
 
 _PRISTINE_BUILTINS = tuple(builtins.__dict__.items())  # immutable snapshot taken before any program
 _LIBC = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE = 1, 4
+_PR_SET_DUMPABLE = 4
 _HDR = struct.Struct(">I")
 _KJ = struct.Struct(">IH")
 _K = struct.Struct(">i")
@@ -550,8 +550,6 @@ def _drop_privileges(uid, gid):
     os.setgroups([])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
-    # Credential changes clear the parent-death signal that bwrap --die-with-parent set: re-arm it.
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def main(argv):
@@ -567,6 +565,9 @@ def main(argv):
             scratch = next(it)
     if uid is not None and os.getuid() == 0:
         _drop_privileges(uid, gid if gid is not None else uid)
+    # No parent-death signal: as pid 1 of its namespace this process would drop it, and a handler
+    # would let programs kill it with the same signal. When the host goes away its pipes close,
+    # and the next read or write here ends this process (and with it the namespace).
     # A program must not read or write this process's memory through /proc/1/mem.
     _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
     # Host pipes move off 0/1 so that children inherit only /dev/null and their own pipes.

@@ -342,6 +342,8 @@ class Worker:
             for i in runnable:
                 if st.verdict[i] is None and not st.done[i] and st.exc[i] is None:
                     st.verdict[i] = why
+        if self.proc is not None and self.proc.poll() is not None:
+            self.kill()  # bwrap's monitor is gone: the job finished, but start afresh next time
         results = [_judge(p, st, i) for i, p in enumerate(plans)]
         if not broken:
             oom = self.cgroups is not None and self.cgroups.oom_kills(self.slot) > oom0
@@ -455,7 +457,12 @@ class SandboxPool:
         plans = [plan_test(t) for t in job.tests]
         w = self._idle.get()
         try:
-            return w.run(job, plans)
+            result = w.run(job, plans)
+            if any(t.reason == "sandbox_worker" for t in result.tests):
+                # The worker itself died (killed from outside, or the node's OOM killer): that says
+                # nothing about the program, so run it once more on the restarted worker.
+                result = w.run(job, plans)
+            return result
         finally:
             self._idle.put(w)
 

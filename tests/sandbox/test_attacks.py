@@ -406,3 +406,28 @@ def test_pool_leaves_nothing_behind(tmp_path):
                 assert int(fields["Uid"].split()[0]) not in uids, f"process {e} left behind"
     after_cg = set(glob.glob("/sys/fs/cgroup/*/**/acecoder-sandbox-*", recursive=True))
     assert after_cg <= before_cg, after_cg - before_cg
+
+
+def test_a_worker_killed_from_outside_is_restarted_and_the_job_rerun():
+    import signal
+    import time as _time
+
+    with SandboxPool(workers=1) as p:
+        prog = "import time\ndef add(a, b):\n    time.sleep(0.5)\n    return a + b\n"
+        killer_done = []
+
+        def killer():
+            _time.sleep(0.2)
+            os.killpg(p.workers[0].proc.pid, signal.SIGKILL)  # bwrap's monitor ...
+            if p._uids:  # ... and, as root, every process of the slot: the harness too, mid-job
+                from sandbox.isolation import kill_uid
+                kill_uid(p._uids.uids[0])
+            killer_done.append(True)
+
+        t = threading.Thread(target=killer)
+        t.start()
+        r = p.run(Job("victim", prog, GOOD_TESTS))
+        t.join()
+        assert killer_done and p.workers[0].restarts == 1
+        assert r.all_passed, r.to_dict()  # scored again on the restarted worker
+        assert p.run(Job("after", GOOD, GOOD_TESTS)).all_passed
