@@ -1,0 +1,53 @@
+"""Checkpoint layout rules: atomic commit, rotation after completion, incomplete ones ignored."""
+import pytest
+
+from trainer import checkpoint as ckpt
+
+
+def make(save, step, keep=3, payload="x"):
+    tmp = ckpt.staging_dir(str(save), step)
+    (tmp / "policy").mkdir()
+    (tmp / "policy" / "weights.bin").write_text(payload)
+    return ckpt.commit(tmp, str(save), step, {"step": step, "config": {}}, keep)
+
+
+def test_commit_rotation_and_resume_choice(tmp_path):
+    assert ckpt.find_resume(str(tmp_path), "auto") is None  # nothing yet: start fresh
+    (tmp_path / "checkpoints").mkdir()
+    assert ckpt.find_resume(str(tmp_path), "auto") is None  # an empty directory too
+    for step in (1, 2, 3, 4):
+        make(tmp_path, step, keep=2)
+    names = [p.name for p in ckpt.complete_checkpoints(str(tmp_path))]
+    assert names == ["step_000003", "step_000004"]
+    # a save that crashed half-way (no COMPLETE) is ignored, then cleaned up by the next commit
+    tmp = ckpt.staging_dir(str(tmp_path), 5)
+    (tmp / "policy").mkdir()
+    bad = tmp_path / "checkpoints" / "step_000006"
+    bad.mkdir()
+    assert ckpt.find_resume(str(tmp_path), "auto").name == "step_000004"
+    make(tmp_path, 7, keep=2)
+    assert not tmp.exists()
+    assert ckpt.find_resume(str(tmp_path), "auto").name == "step_000007"
+    assert ckpt.load_state(ckpt.find_resume(str(tmp_path), "auto"))["step"] == 7
+    assert ckpt.find_resume(str(tmp_path), "none") is None
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+        ckpt.find_resume(str(tmp_path), str(bad))
+
+
+def test_old_checkpoints_are_deleted_only_after_the_new_one_is_complete(tmp_path, monkeypatch):
+    make(tmp_path, 1, keep=1)
+
+    def crash(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.torch, "save", crash)
+    with pytest.raises(OSError):
+        make(tmp_path, 2, keep=1)
+    assert [p.name for p in ckpt.complete_checkpoints(str(tmp_path))] == ["step_000001"]
+
+
+def test_config_differences_name_the_options():
+    saved = {"train": {"actor_learning_rate": 1e-6, "max_steps": 10}, "rollout": {"temperature": 1.0}}
+    now = {"train": {"actor_learning_rate": 2e-6, "max_steps": 20}, "rollout": {"temperature": 1.0}}
+    diffs = ckpt.config_differences(saved, now)
+    assert diffs == ["train.actor_learning_rate: checkpoint has 1e-06, now 2e-06"]  # max_steps may change

@@ -1,0 +1,89 @@
+"""Exact resume: 4 steps straight versus 2 steps, a SIGKILL of the driver, then a resumed run to 4.
+The metrics of steps 3 and 4 and the final weights must be identical."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from .test_e2e import base_args
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+DETERMINISTIC = ("reward_mean", "reward_std", "kl", "policy_loss", "entropy", "grad_norm", "clip_frac",
+                 "approx_kl", "response_length", "pass_rate", "engine_policy_logprob_diff", "lr")
+
+
+def cmd(tiny_model, tiny_records, out):
+    # a length-based reward next to the tests, so that a random tiny model gets a learning signal
+    spec = "tests.trainer.plugin_rewards:CallLog"
+    (out / "plugin").mkdir(parents=True, exist_ok=True)
+    args = base_args(tiny_model, tiny_records, out, "--max_steps", "4", "--save_steps", "2", "--seed", "3",
+                     "--actor_learning_rate", "5e-4", "--temperature", "1.0", "--reward", f"tests,{spec}",
+                     "--reward_kwargs", json.dumps({spec: {"log_dir": str(out / "plugin")}}))
+    return [sys.executable, "-m", "trainer", *args]
+
+
+def metrics(out: Path) -> dict[int, dict]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len({r["step"] for r in rows}) == len(rows), "a step was logged twice"
+    return {r["step"]: r for r in rows}
+
+
+def test_resume_after_a_kill_is_exact(tiny_model, tiny_records, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    p = subprocess.run(cmd(tiny_model, tiny_records, straight), cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+
+    proc = subprocess.Popen(cmd(tiny_model, tiny_records, resumed), cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = resumed / "checkpoints" / "step_000002" / "COMPLETE"
+    deadline = time.time() + 900
+    while not marker.exists():
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.time() < deadline
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver dies mid-run (its Ray actors die with it)
+    proc.wait()
+    assert not (resumed / "checkpoints" / "step_000004").exists()
+
+    p = subprocess.run(cmd(tiny_model, tiny_records, resumed), cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "resumed from" in p.stderr
+
+    a, b = metrics(straight), metrics(resumed)
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4]
+    for step in (3, 4):
+        for key in DETERMINISTIC:
+            assert a[step].get(key) == b[step].get(key), (step, key, a[step].get(key), b[step].get(key))
+    wa = load_file(str(straight / "checkpoints" / "step_000004" / "hf" / "model.safetensors"))
+    wb = load_file(str(resumed / "checkpoints" / "step_000004" / "hf" / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    # and training did move the weights
+    w0 = load_file(str(Path(tiny_model) / "model.safetensors"))
+    assert any(not torch.equal(wa[k], w0[k]) for k in wa if k in w0)
+
+
+def test_resume_with_a_different_config_names_the_options(tiny_model, tiny_records, tmp_path):
+    from trainer.checkpoint import commit, staging_dir
+    from trainer.config import ConfigError, load_config
+    from trainer.controller import Trainer
+
+    cfg = load_config(base_args(tiny_model, tiny_records, tmp_path))
+    tmp = staging_dir(str(tmp_path), 1)
+    saved = cfg.to_dict()
+    saved["train"]["actor_learning_rate"] = 9.0
+    commit(tmp, str(tmp_path), 1, {"step": 1, "config": saved}, 2)
+    with pytest.raises(ConfigError, match="actor_learning_rate: checkpoint has 9.0"):
+        Trainer(cfg)
