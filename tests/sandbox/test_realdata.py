@@ -10,8 +10,10 @@ from sandbox import Job, SandboxPool
 # MBPP canonical solutions that fail their own tests here, with the reason. Empty for the current
 # upstream revision of mbpp.jsonl (sha256 ccf64cea...): every one of the 974 passes.
 MBPP_KNOWN_FAILURES: dict[str, str] = {}
-# Slow plus-set tests (seconds of CPU each) get a larger budget than the RL default.
+# Slow plus-set tests get a larger budget than the RL default: MBPP+ 255's largest input builds
+# 1.66 million 77-tuples twice (about 6.5 s and 2.5 GB).
 PLUS_TIMEOUT_S = 20.0
+PLUS_MEMORY_MB = 4096
 
 
 def jobs_for(records, gut: bool = False) -> list[Job]:
@@ -57,7 +59,8 @@ def test_canonical_solutions_pass_and_gutted_ones_do_not(pool, data_dir, name, c
 def test_plus_sets_canonical_solutions_pass(data_dir, name, count):
     records = load_benchmark(name, data_dir=str(data_dir))
     assert len(records) == count
-    with SandboxPool(workers=os.cpu_count() or 2, timeout_s=PLUS_TIMEOUT_S, program_timeout_s=600) as p:
+    with SandboxPool(workers=os.cpu_count() or 2, timeout_s=PLUS_TIMEOUT_S, memory_mb=PLUS_MEMORY_MB,
+                     program_timeout_s=600) as p:
         results = p.run_many(jobs_for(records))
         gutted = p.run_many(jobs_for(records, gut=True))
     failing = {r.id: [t.to_dict() for t in r.tests if t.status != "passed"][:2] for r in results if not r.all_passed}
