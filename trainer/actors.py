@@ -83,13 +83,12 @@ class EngineGroup:
         pending = {}
         for c, (prompts, params) in enumerate(chunks):
             e = c % len(self.engines)
-            pending[c] = (e, self.engines[e].generate.remote(prompts, params), 0)
+            pending[c] = (e, self.engines[e], self.engines[e].generate.remote(prompts, params), 0)
         results: dict[int, Any] = {}
         while pending:
-            refs = [r for _, r, _ in pending.values()]
-            ready, _ = ray.wait(refs, num_returns=1)
-            c = next(k for k, (_, r, _) in pending.items() if r == ready[0])
-            e, ref, tries = pending.pop(c)
+            ready, _ = ray.wait([p[2] for p in pending.values()], num_returns=1)
+            c = next(k for k, p in pending.items() if p[2] == ready[0])
+            e, handle, ref, tries = pending.pop(c)
             try:
                 results[c] = ray.get(ref)
                 if on_chunk is not None:
@@ -97,9 +96,10 @@ class EngineGroup:
             except RayActorError as err:
                 if tries >= self.retries:
                     raise StepFailed(f"rollout engine {e} died {tries + 1} times generating chunk {c}: {err}") from None
-                self._recreate(e)
+                if self.engines[e] is handle:  # not yet replaced for another chunk of the same engine
+                    self._recreate(e)
                 prompts, params = chunks[c]
-                pending[c] = (e, self.engines[e].generate.remote(prompts, params), tries + 1)
+                pending[c] = (e, self.engines[e], self.engines[e].generate.remote(prompts, params), tries + 1)
         return [results[c] for c in range(len(chunks))]
 
     def _recreate(self, e: int) -> None:
@@ -143,10 +143,14 @@ class RewardPool:
     def submit(self, samples: list[Sample]) -> dict:
         i = self._next % len(self.actors)
         self._next += 1
-        return {"actor": i, "ref": self.actors[i].score.remote(samples), "samples": samples,
-                "t0": time.monotonic(), "tries": 0}
+        return {"actor": i, "handle": self.actors[i], "ref": self.actors[i].score.remote(samples),
+                "samples": samples, "t0": time.monotonic(), "tries": 0}
 
-    def _replace(self, i: int) -> None:
+    def _replace(self, ticket: dict) -> None:
+        """Replace the ticket's actor, unless another ticket of the same actor already did."""
+        i = ticket["actor"]
+        if self.actors[i] is not ticket["handle"]:
+            return
         try:
             ray.kill(self.actors[i])
         except Exception:  # noqa: BLE001
@@ -171,7 +175,7 @@ class RewardPool:
                     except RayActorError as err:
                         if t["tries"] >= self.retries:
                             raise StepFailed(f"reward actor {t['actor']} died {t['tries'] + 1} times: {err}") from None
-                        self._replace(t["actor"])
+                        self._replace(t)
                         live[k] = {**self.submit(t["samples"]), "tries": t["tries"] + 1}
                         continue
                     except (RayTaskError, TypeError, GetTimeoutError) as err:
@@ -179,7 +183,7 @@ class RewardPool:
                     del live[k]
                 elif time.monotonic() - t["t0"] >= self.timeout_s:
                     self.timeouts += 1
-                    self._replace(t["actor"])  # it may be stuck forever: never reuse it
+                    self._replace(t)  # it may be stuck forever: never reuse it
                     out[k] = failed(len(t["samples"]), "timeout", f"no reward within {self.timeout_s} s")
                     del live[k]
         return out  # type: ignore[return-value]

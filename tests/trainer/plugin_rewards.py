@@ -32,3 +32,22 @@ class ReturnsNone(Reward):
 class Hangs(Reward):
     def score(self, samples):
         time.sleep(3600)
+
+
+class DiesOnce(Reward):
+    """The reward actor's process dies on its first call (a marker file remembers it across restarts)."""
+
+    def __init__(self, marker: str, **kwargs):
+        super().__init__(**kwargs)
+        self.marker = marker
+
+    def score(self, samples):
+        if not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(1)
+        return [RewardResult(1.0) for _ in samples]
+
+
+class AlwaysDies(Reward):
+    def score(self, samples):
+        os._exit(1)
