@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: bubblewrap + libseccomp (apt), a virtual environment in
 # .venv with the CPU build of torch, and this project installed editable with its dev extras.
-# Sourced by the other launch scripts; safe to run again (it only does what is missing).
+# Sourced by the other launch scripts; it only does what is missing. When the python on PATH
+# already has the project's dependencies (a Ray job started from a prepared cluster, a GPU image),
+# that python is used as it is.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"   # the CPU build; set TORCH_SPEC=torch for a CUDA machine
+NEEDED_MODULES="${NEEDED_MODULES:-torch, ray, deepspeed, transformers, pyseccomp, yaml, tqdm}"
 
 need_apt=()
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
@@ -17,6 +20,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+if [ ! -x "$VENV/bin/python" ] && "$PY" -c "import $NEEDED_MODULES" >/dev/null 2>&1; then
+  echo "[setup] using $(command -v "$PY") (it has the dependencies)" >&2
+  export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+  return 0 2>/dev/null || exit 0
+fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV" >&2
   "$PY" -m venv "$VENV"

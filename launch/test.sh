@@ -2,6 +2,7 @@
 # The test suite, after setting up what is missing (see launch/setup_env.sh). Extra arguments go to pytest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-source "$ROOT/launch/setup_env.sh"
+NEEDED_MODULES="torch, ray, deepspeed, transformers, pyseccomp, yaml, tqdm, pytest, pytest_timeout, datasets" \
+  source "$ROOT/launch/setup_env.sh"
 cd "$ROOT"
-exec python -m pytest -q --timeout=900 "$@"
+exec python -m pytest -q --timeout=1200 "$@"

@@ -71,10 +71,13 @@ class EngineGroup:
     """Rollout engines. A dead engine is recreated (then brought to the latest weights) and its
     chunk generated again."""
 
-    def __init__(self, make: Callable[[int], Any], n: int, retries: int = 2):
+    def __init__(self, make: Callable[[int], Any], n: int, retries: int = 2,
+                 current_weights: Callable[[], list] | None = None):
         self.make, self.retries = make, retries
         self.engines = [make(i) for i in range(n)]
-        self.latest_weights: list | None = None  # object refs of the last sync's buckets
+        self.latest_weights: list | None = None  # object refs of the last object-store sync's buckets
+        # for a recreated engine when syncs go over NCCL: the policy's weights as object-store buckets
+        self.current_weights = current_weights
         self.restarts = 0
 
     def generate(self, chunks: Sequence[tuple[list, Any]], on_chunk: Callable[[int, list], None] | None = None) -> list:
@@ -109,8 +112,10 @@ class EngineGroup:
             pass
         self.engines[e] = self.make(e)
         self.restarts += 1
-        if self.latest_weights is not None:
-            ray.get([self.engines[e].load_weights.remote(b) for b in self.latest_weights])
+        weights = self.latest_weights if self.latest_weights is not None else (
+            self.current_weights() if self.current_weights is not None else None)
+        if weights is not None:
+            ray.get([self.engines[e].load_weights.remote(b) for b in weights])
             ray.get(self.engines[e].finish_weight_update.remote())
 
     def load_weights(self, bucket_refs: list) -> None:

@@ -112,7 +112,11 @@ class Trainer:
             cls = remote_class(EngineActor, num_gpus=engine_gpus if kind == "hf" else 0, bundle=eb[i])
             return cls.remote(kind, cfg.model.pretrain, kw)
 
-        self.engines = EngineGroup(make_engine_actor, r.vllm_num_engines, retries=cfg.reward.reward_retries)
+        self.engines = EngineGroup(make_engine_actor, r.vllm_num_engines, retries=cfg.reward.reward_retries,
+                                   current_weights=self._objstore_buckets)
+        self.nccl_sync = r.vllm_sync_backend == "nccl" and kind == "vllm" and bool(gpus)
+        if self.nccl_sync:
+            self._init_nccl_sync()
         w = cfg.reward
         reward_kwargs = dict(w.reward_kwargs)
         if "tests" in w.reward:
@@ -228,12 +232,29 @@ class Trainer:
         out.update(grad_norm=stats[0]["grad_norm"], lr=stats[0]["lr"])
         return out
 
+    def _objstore_buckets(self) -> list:
+        """The policy's weights as object-store refs of CPU buckets (ZeRO-3 gathers bucket by bucket)."""
+        per_rank = self.policy.call("weight_buckets_list", None, self.cfg.rollout.weight_sync_bucket_mb << 20)
+        return [ray.put(b) for b in per_rank[0]]  # rank 0 holds the gathered tensors
+
+    def _init_nccl_sync(self) -> None:
+        """One NCCL group: policy rank 0 (rank 0) and every engine worker (ranks 1..)."""
+        tp = self.cfg.rollout.vllm_tensor_parallel_size
+        world = 1 + len(self.engines.engines) * tp
+        addr, port = ray.get(self.policy.actors[0].sync_endpoint.remote())
+        refs = [e.call.remote("init_weight_sync_group", addr, port, 1 + i * tp, world)
+                for i, e in enumerate(self.engines.engines)]
+        refs.append(self.policy.actors[0].init_weight_sync.remote(addr, port, world))
+        ray.get(refs)
+
     def _sync_weights(self) -> None:
-        """Policy -> every engine, in buckets through the object store (ZeRO-3 gathers bucket by bucket)."""
-        bucket_bytes = self.cfg.rollout.weight_sync_bucket_mb << 20
-        per_rank = self.policy.call("weight_buckets_list", None, bucket_bytes)
-        refs = [ray.put(b) for b in per_rank[0]]  # rank 0 holds the gathered tensors
-        self.engines.load_weights(refs)
+        """Policy -> every engine, in buckets: NCCL broadcast on GPU, the object store otherwise."""
+        if self.nccl_sync:
+            ray.get([a.broadcast_weights.remote(self.engines.engines, self.cfg.rollout.weight_sync_bucket_mb)
+                     for a in self.policy.actors])
+            ray.get([e.finish_weight_update.remote() for e in self.engines.engines])
+            return
+        self.engines.load_weights(self._objstore_buckets())
 
     def _metrics(self, exp: Experience, results: list[RewardResult], train: dict, timing: dict,
                  gen_tokens: int, stale: float) -> dict:
@@ -377,6 +398,13 @@ class EngineActor:
 
     def finish_weight_update(self):
         self.engine.finish_weight_update()
+
+    def receive_bucket(self, meta):
+        self.engine.receive_bucket(meta)
+
+    def call(self, method: str, *args):
+        """Engine-specific calls (e.g. vLLM's init_weight_sync_group) without widening this class."""
+        return getattr(self.engine, method)(*args)
 
     def ping(self):
         return True

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max_steps", type=int, default=int(os.environ.get("MAX_STEPS", "60")))
     ap.add_argument("--target", type=float, default=0.9, help="stop once held-out greedy pass rate reaches this")
     ap.add_argument("--p_correct", type=float, default=0.2, help="warm start: chance a flawed label is right")
-    ap.add_argument("--warm_steps", type=int, default=300)
+    ap.add_argument("--warm_steps", type=int, default=int(os.environ.get("WARM_STEPS", "300")))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("extra", nargs="*", help="more trainer options, after --")
     args = ap.parse_args(argv)

@@ -227,6 +227,42 @@ class PolicyWorker:
         buckets = list(self.weight_buckets(bucket_bytes, to_cpu=True))
         return buckets if self.rank == 0 else None
 
+    # NCCL path (GPU): rank 0 broadcasts buckets straight into the vLLM engines' workers.
+    def sync_endpoint(self) -> tuple[str, int]:
+        import ray
+
+        from .actors import free_port
+
+        return ray.util.get_node_ip_address(), free_port()
+
+    def init_weight_sync(self, master_address: str, master_port: int, world_size: int) -> None:
+        if self.rank == 0:
+            from .engines.vllm_engine import init_policy_weight_sync_group
+
+            self._sync_group = init_policy_weight_sync_group(master_address, master_port, world_size)
+
+    def broadcast_weights(self, engines: list, bucket_mb: int) -> int:
+        """Every rank iterates (ZeRO-3 gathers one parameter at a time); rank 0 packs and broadcasts,
+        each bucket announced to the engines first so that they post the matching receive."""
+        import deepspeed
+        import ray
+
+        from .engines.weight_sync import broadcast_buckets
+
+        def named():
+            for name, p in self.engine.module.named_parameters():
+                with (deepspeed.zero.GatheredParameters([p]) if self.zero3 else _nullcontext()):
+                    if self.rank == 0:
+                        yield name, p.data  # copied into the bucket before the gather is released
+
+        if self.rank != 0:
+            for _ in named():
+                pass
+            return 0
+        return broadcast_buckets(named(), self._sync_group, bucket_mb=bucket_mb, device=self.device,
+                                 announce=lambda meta: [e.receive_bucket.remote(meta) for e in engines],
+                                 wait=ray.get)
+
     def state_dict_cpu(self) -> dict[str, torch.Tensor]:
         sd: dict[str, torch.Tensor] = {}
         for bucket in self.weight_buckets(256 << 20):

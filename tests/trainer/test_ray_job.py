@@ -1,0 +1,55 @@
+"""A real two-node Ray cluster on this machine (ray start --head + ray start --address), the CPU demo
+submitted with `ray job submit --working-dir .`, its metrics checked, the cluster stopped."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_job_submit_on_a_two_node_cluster(tmp_path):
+    gcs, dash = free_port(), free_port()
+    temp = tmp_path / "ray"  # its own session directory: independent of any other Ray on this host
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    head = [RAY, "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+            "--num-cpus=2", "--include-dashboard=true", f"--temp-dir={temp}", "--disable-usage-stats"]
+    worker = [RAY, "start", f"--address=127.0.0.1:{gcs}", "--num-cpus=2"]
+    try:
+        subprocess.run(head, env=env, check=True, capture_output=True, timeout=180)
+        subprocess.run(worker, env=env, check=True, capture_output=True, timeout=180)
+        nodes = subprocess.run([sys.executable, "-c", f"import ray; ray.init(address='127.0.0.1:{gcs}'); "
+                                "print(len([n for n in ray.nodes() if n['Alive']]))"],
+                               env=env, capture_output=True, text=True, timeout=120)
+        assert nodes.stdout.strip().splitlines()[-1] == "2", nodes.stderr[-2000:]
+        out = tmp_path / "demo"
+        job = [RAY, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", str(ROOT), "--",
+               "env", f"OUTPUT_DIR={out}", "MAX_STEPS=3", "WARM_STEPS=40", "bash", "launch/demo_cpu.sh",
+               "--eval_steps", "3", "--use_tensorboard", "false"]
+        p = subprocess.run(job, env=env, capture_output=True, text=True, timeout=1500)
+        assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
+        assert "succeeded" in (p.stdout + p.stderr)
+        rows = [json.loads(line) for line in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
+        steps = [r["step"] for r in rows]
+        assert steps == [0, 1, 2, 3]
+        assert all("reward_mean" in r and 0 <= r["reward_mean"] <= 1 for r in rows[1:])
+        assert "eval/pass_rate" in rows[0] and "eval/pass_rate" in rows[-1]
+        assert (out / "reward.png").exists()
+        assert (out / "rl" / "checkpoints" / "step_000003" / "COMPLETE").exists()
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
