@@ -6,4 +6,4 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/launch/setup_env.sh"
 cd "$ROOT"
-exec python -m trainer.demo --output_dir "${OUTPUT_DIR:-outputs/demo_cpu}" --max_steps "${MAX_STEPS:-60}" -- "$@"
+exec "$ACECODER_PYTHON" -m trainer.demo --output_dir "${OUTPUT_DIR:-outputs/demo_cpu}" --max_steps "${MAX_STEPS:-60}" -- "$@"

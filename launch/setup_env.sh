@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh machine: bubblewrap + libseccomp (apt), a virtual environment in
 # .venv with the CPU build of torch, and this project installed editable with its dev extras.
-# Sourced by the other launch scripts; it only does what is missing. When the python on PATH
-# already has the project's dependencies (a Ray job started from a prepared cluster, a GPU image),
-# that python is used as it is.
+# Sourced by the other launch scripts; it only does what is missing. When $PYTHON (default python3)
+# already has the project's dependencies (a Ray job on a prepared cluster, a GPU image), that python
+# is used as it is. Afterwards $ACECODER_PYTHON names the interpreter to run.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
@@ -23,6 +23,8 @@ fi
 if [ ! -x "$VENV/bin/python" ] && "$PY" -c "import $NEEDED_MODULES" >/dev/null 2>&1; then
   echo "[setup] using $(command -v "$PY") (it has the dependencies)" >&2
   export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+  ACECODER_PYTHON="$(command -v "$PY")"
+  export ACECODER_PYTHON
   return 0 2>/dev/null || exit 0
 fi
 if [ ! -x "$VENV/bin/python" ]; then
@@ -38,3 +40,4 @@ if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
   touch "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
+export ACECODER_PYTHON="$VENV/bin/python"

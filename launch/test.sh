@@ -5,4 +5,4 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NEEDED_MODULES="torch, ray, deepspeed, transformers, pyseccomp, yaml, tqdm, pytest, pytest_timeout, datasets" \
   source "$ROOT/launch/setup_env.sh"
 cd "$ROOT"
-exec python -m pytest -q --timeout=1200 "$@"
+exec "$ACECODER_PYTHON" -m pytest -q --timeout=1200 "$@"

@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,10 @@ def free_port() -> int:
 
 def test_ray_job_submit_on_a_two_node_cluster(tmp_path):
     gcs, dash = free_port(), free_port()
-    temp = tmp_path / "ray"  # its own session directory: independent of any other Ray on this host
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # its own session directory, short: Ray's unix sockets live there (108-byte path limit)
+    temp = Path(tempfile.mkdtemp(prefix="ray-"))
+    # token authentication on every command (Ray 2.5x+ defaults the head to it; workers must match)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
     env.pop("RAY_ADDRESS", None)
     head = [RAY, "start", "--head", f"--port={gcs}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
             "--num-cpus=2", "--include-dashboard=true", f"--temp-dir={temp}", "--disable-usage-stats"]
@@ -38,7 +41,7 @@ def test_ray_job_submit_on_a_two_node_cluster(tmp_path):
         assert nodes.stdout.strip().splitlines()[-1] == "2", nodes.stderr[-2000:]
         out = tmp_path / "demo"
         job = [RAY, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", str(ROOT), "--",
-               "env", f"OUTPUT_DIR={out}", "MAX_STEPS=3", "WARM_STEPS=40", "bash", "launch/demo_cpu.sh",
+               "env", f"PYTHON={sys.executable}", f"OUTPUT_DIR={out}", "MAX_STEPS=3", "WARM_STEPS=40", "bash", "launch/demo_cpu.sh",
                "--eval_steps", "3", "--use_tensorboard", "false"]
         p = subprocess.run(job, env=env, capture_output=True, text=True, timeout=1500)
         assert p.returncode == 0, (p.stdout + p.stderr)[-4000:]
