@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from typing import Any, Callable, Iterator
 
 from data_prep.io import RecordError, atomic_write_text, iter_records
@@ -60,6 +61,22 @@ class BadRecords:
         if not self.errors:
             return "bad records: 0"
         return f"bad records: {self.count} skipped (listed in {self.path})"
+
+
+def quiet_parse(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` without the warnings ``ast.parse`` gives for old code (invalid escapes such as
+    '\\d'): seed and model programs are full of them, and they say nothing about the data."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return fn(*args)
+
+
+def extract_program(answer: str) -> str:
+    """``rewards.extract.extract_code``: the program of a model's answer, parse warnings silenced."""
+    from rewards.extract import extract_code
+
+    return quiet_parse(extract_code, answer)
 
 
 def require_input(path: str | os.PathLike) -> str:

@@ -1,7 +1,8 @@
 """AceCoder steps that run code in the sandbox: ``filter`` (oracle answers prune the tests) and
 ``score`` (pass rates of sampled answers).
 
-filter  In:  question records with the oracle's answer in ``inferences`` (``solve`` with the oracle).
+filter  In:  question records with the oracle's answer in ``inferences`` (``solve`` with the oracle;
+             ``--oracle-field canonical_solution`` or ``program`` takes a program field instead).
         Out: AceCode records whose ``test_cases`` are the tests the oracle's extracted program passes,
              ``inferences`` null, and ``filter: {oracle_model, tests_before, tests_kept}``. A question
              keeping fewer than ``min_tests`` (5) tests goes to ``OUTPUT.dropped.jsonl`` with the reason.
@@ -14,10 +15,11 @@ score   In:  filtered records with sampled answers in ``inferences`` (``solve -n
 Both run one sandbox pool per stage run and feed it in input order (``ordered_results``: ``pool.imap``
 with a longer look-ahead): jobs of many records are in flight together, and records are appended in
 input order as their results arrive. Outputs are keyed by id, so a re-run skips finished (and
-dropped) records.
+dropped) records; delete ``OUTPUT.dropped.jsonl`` to give the dropped ones another try.
 """
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections import Counter, deque
@@ -26,9 +28,9 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
 
-from data_prep.common import BadRecords, check_answers, iter_stage_input, require_input, sidecar_path
+from data_prep.common import (BadRecords, check_answers, extract_program, iter_stage_input, require_input,
+                              sidecar_path)
 from data_prep.io import AppendWriter, RecordError, iter_records
-from rewards.extract import extract_code
 
 T = TypeVar("T")
 ORACLE_FIELDS = ("inferences", "canonical_solution", "program")
@@ -173,11 +175,9 @@ def table1(output_path: str, dropped_path: str) -> Table1:
     """Table 1 over everything a filter output holds (earlier runs included) and its dropped file."""
     before, after = [], []
     for path, kept in ((output_path, True), (dropped_path, False)):
-        try:
-            rows = [r for _, r in iter_records(path)]
-        except FileNotFoundError:
+        if not os.path.exists(path):
             continue
-        for r in rows:
+        for _, r in iter_records(path):
             n = (r.get("filter") or {}).get("tests_before") if kept else r.get("tests_before")
             before.append(n if isinstance(n, int) else len(r.get("test_cases") or []))
             if kept:
@@ -207,7 +207,7 @@ def run_filter(input_path: str, output_path: str, *, min_tests: int = 5, oracle_
             if rec.id in settled:
                 summary.skipped += 1
                 continue
-            yield rec, (extract_code(text) if is_answer else text), model
+            yield rec, (extract_program(text) if is_answer else text), model
 
     def jobs_of(item: tuple[Any, str, str]) -> list:
         rec, code, _ = item
@@ -274,7 +274,7 @@ def run_score(input_path: str, output_path: str, *, sandbox: Any = None, progres
             if rec.id in out:
                 summary.skipped += 1
                 continue
-            programs = [extract_code(a["completion"]) for a in answers]
+            programs = [extract_program(a["completion"]) for a in answers]
             unique = list(dict.fromkeys(p for p in programs if p.strip()))
             yield rec, answers, programs, unique
 

@@ -25,9 +25,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from data_prep.common import BadRecords, check_answers, iter_stage_input, require_input, sidecar_path
+from data_prep.common import (BadRecords, check_answers, extract_program, iter_stage_input, require_input,
+                              sidecar_path)
 from data_prep.io import AppendWriter, iter_records, write_records
-from rewards.extract import extract_code
 
 HI_MIN, GAP_MIN, EPS = 0.8, 0.4, 1e-9
 
@@ -35,7 +35,7 @@ HI_MIN, GAP_MIN, EPS = 0.8, 0.4, 1e-9
 def pairs_of(record_id: str, question: str, answers: list[dict]) -> tuple[list[dict], Counter]:
     """The preference pairs of one question, in a fixed order, and counts of what was skipped."""
     skipped: Counter = Counter()
-    programs = [extract_code(a["completion"]) for a in answers]
+    programs = [extract_program(a["completion"]) for a in answers]
     rates = [float(a["pass_rate"]) for a in answers]
     seen: set[tuple[str, str]] = set()
     out: list[dict] = []

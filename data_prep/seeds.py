@@ -29,10 +29,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from data_prep.common import BadRecords, require_input
+from data_prep.common import BadRecords, extract_program, quiet_parse, require_input
 from data_prep.io import AppendWriter, RecordError, iter_records
 from data_prep.schema import load_acecode
-from rewards.extract import extract_code
 
 SOURCES = ("evol", "oss", "stack", "benchmark")
 STACK_LIMIT = 50_000
@@ -49,7 +48,7 @@ def _is_print_stmt(node: ast.stmt) -> bool:
 def strip_prints(program: str) -> str:
     """Remove print statements (lines starting with ``print``), keeping the program parseable."""
     try:
-        tree = ast.parse(program)
+        tree = quiet_parse(ast.parse, program)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         kept = [line for line in program.splitlines() if not _PRINT_LINE.match(line)]
         return "\n".join(kept) + ("\n" if kept and program.endswith("\n") else "")
@@ -113,7 +112,7 @@ def _code_of_answer(answer: str) -> str | None:
     """The program of an instruction-tuning answer, or None when it has no python code block."""
     if not _PY_FENCE.search(answer):
         return None
-    return extract_code(answer).strip("\n") or None
+    return extract_program(answer).strip("\n") or None
 
 
 def _from_rows(source: str, path: str, bad: BadRecords) -> Iterator[tuple[dict | None, str | None]]:
