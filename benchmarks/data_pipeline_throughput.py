@@ -43,7 +43,8 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=8, help="answers per question for score (at most 8)")
     p.add_argument("--timeout-s", type=float, default=5.0, help="per-test CPU budget")
     p.add_argument("--lookahead", type=int, default=1024, help="jobs per worker ahead (4 = pool.imap's window)")
-    p.add_argument("--data-dir", default=None, help="folder with mbpp.jsonl (default: $ACECODER_DATA_DIR or ../shared/data)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with mbpp.jsonl (default: $ACECODER_DATA_DIR or ../shared/data)")
     args = p.parse_args()
 
     records = load_benchmark("mbpp", args.data_dir)

@@ -144,7 +144,8 @@ def _oracle_of(oracle_field: str, oracle_model: str | None) -> Callable[[dict, s
         if oracle_field != "inferences":
             text = raw.get(oracle_field)
             if not isinstance(text, str) or not text.strip():
-                raise RecordError(path, line, oracle_field, "missing or empty; it is the oracle program (--oracle-field)")
+                raise RecordError(path, line, oracle_field,
+                                  "missing or empty; it is the oracle program (--oracle-field)")
             return text, oracle_field, False
         answers = check_answers(raw, path, line, need_pass_rate=False)
         if oracle_model is None:
@@ -152,7 +153,8 @@ def _oracle_of(oracle_field: str, oracle_model: str | None) -> Callable[[dict, s
         for a in answers:
             if a["model_name"] == oracle_model:
                 return a["completion"], oracle_model, True
-        raise RecordError(path, line, "inferences", f"no answer from the oracle model {oracle_model!r} (--oracle-model)")
+        raise RecordError(path, line, "inferences",
+                          f"no answer from the oracle model {oracle_model!r} (--oracle-model)")
     return check
 
 
@@ -203,7 +205,8 @@ def run_filter(input_path: str, output_path: str, *, min_tests: int = 5, oracle_
     settled = out.done | dropped.done
 
     def todo() -> Iterator[tuple[Any, str, str]]:
-        for _, _, rec, (text, model, is_answer) in iter_stage_input(input_path, bad, _oracle_of(oracle_field, oracle_model)):
+        check = _oracle_of(oracle_field, oracle_model)
+        for _, _, rec, (text, model, is_answer) in iter_stage_input(input_path, bad, check):
             if rec.id in settled:
                 summary.skipped += 1
                 continue

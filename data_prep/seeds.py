@@ -150,7 +150,8 @@ def _from_rows(source: str, path: str, bad: BadRecords) -> Iterator[tuple[dict |
             bad(e)
 
 
-def _from_benchmark(name_or_path: str, data_dir: str | None, bad: BadRecords) -> Iterator[tuple[dict | None, str | None]]:
+def _from_benchmark(name_or_path: str, data_dir: str | None,
+                    bad: BadRecords) -> Iterator[tuple[dict | None, str | None]]:
     from data_prep import benchmarks
 
     if name_or_path in benchmarks.BENCHMARKS and not os.path.exists(name_or_path):

@@ -46,7 +46,10 @@ MIN_TESTS="${MIN_TESTS:-5}"
 WORKERS="${WORKERS:-$(nproc)}"
 TIMEOUT_S="${TIMEOUT_S:-5}"
 FORMAT="${FORMAT:-jsonl}"
-case "$FORMAT" in jsonl|parquet) ;; *) echo "make_acecode.sh: FORMAT must be jsonl or parquet, not '$FORMAT'" >&2; exit 2;; esac
+case "$FORMAT" in
+  jsonl|parquet) ;;
+  *) echo "make_acecode.sh: FORMAT must be jsonl or parquet, not '$FORMAT'" >&2; exit 2;;
+esac
 
 declare -A EXTRA=()
 for arg in "$@"; do
@@ -99,7 +102,8 @@ run filter filter --input "$OUT/oracle.jsonl" --output "$OUT/filtered.jsonl" --m
   --oracle-model "$ORACLE_MODEL" --workers "$WORKERS" --timeout-s "$TIMEOUT_S"
 run sample solve --input "$OUT/filtered.jsonl" --output "$OUT/samples.jsonl" --base-url "$POLICY_BASE_URL" \
   --model "$POLICY_MODEL" -n "$N_SAMPLES" --temperature "$SAMPLE_TEMPERATURE" --top-p 1.0 --max-tokens 1024
-run score score --input "$OUT/samples.jsonl" --output "$OUT/acecode.$FORMAT" --workers "$WORKERS" --timeout-s "$TIMEOUT_S"
+run score score --input "$OUT/samples.jsonl" --output "$OUT/acecode.$FORMAT" --workers "$WORKERS" \
+  --timeout-s "$TIMEOUT_S"
 run pairs pairs --input "$OUT/acecode.$FORMAT" --output "$OUT/pairs.$FORMAT" --rm-output "$OUT/pairs_rm.$FORMAT"
 run hard-subset hard-subset --input "$OUT/acecode.$FORMAT" --output "$OUT/acecode_hard.$FORMAT"
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 from types import SimpleNamespace
 
@@ -34,7 +33,6 @@ GOOD = [f"assert add({i}, 1) == {i + 1}" for i in range(5)]
 def test_run_in_order_keeps_input_order_with_jobless_items():
     class Pool:  # runs jobs on threads, finishing in random order
         cfg = SimpleNamespace(workers=3)
-        lock = threading.Lock()
 
         def run(self, job):
             time.sleep(random.random() / 500)

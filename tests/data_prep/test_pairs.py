@@ -5,7 +5,7 @@ import statistics
 
 from data_prep.__main__ import main
 from data_prep.io import read_records, write_records
-from data_prep.pairs import pairs_of, run_hard_subset, run_pairs
+from data_prep.pairs import pairs_of, run_hard_subset
 
 PREFILL = "Below is a self-contained Python script that solves the problem and passes the tests:\n```python\n"
 
@@ -33,7 +33,8 @@ EXPECTED = [("A", "B"), ("A", "E"), ("A", "G"), ("A", "H"), ("B", "E"), ("B", "G
 
 def record(rid: str, question: str, answers=ANSWERS) -> dict:
     return {"id": rid, "source": "test", "question": question, "test_cases": ["assert f()"],
-            "inferences": [inf(name, rate, i, prose="\nDone." if i == 5 else "") for i, (name, rate) in enumerate(answers)]}
+            "inferences": [inf(name, rate, i, prose="\nDone." if i == 5 else "")
+                           for i, (name, rate) in enumerate(answers)]}
 
 
 def test_pair_rule_worked_by_hand():

@@ -188,6 +188,11 @@ def test_synthesize_from_the_command_line(tmp_path, mbpp, no_proxy):
     helped = subprocess.run([sys.executable, "-m", "data_prep", "--help"], cwd=ROOT, capture_output=True, text=True)
     assert helped.returncode == 0 and "hard-subset" in helped.stdout
 
+    write_records(seeds, [{"id": "s1", "source": "x"}])  # no program: stops before any request, status 2
+    bad = subprocess.run([sys.executable, "-m", "data_prep", "synthesize", "--input", str(seeds), "--output",
+                          str(tmp_path / "q2.jsonl"), "--model", "m"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and f"{seeds}:1: field 'program'" in bad.stderr
+
 
 def test_make_acecode_script(tmp_path, mbpp, no_proxy):
     seeds = tmp_path / "seeds.jsonl"
@@ -205,7 +210,8 @@ def test_make_acecode_script(tmp_path, mbpp, no_proxy):
         assert proc.returncode == 0, proc.stderr[-3000:]
         n = len(server.requests)
         assert n == 7 + 7 + 6  # rewrite, oracle, samples (the filter drops mbpp_7)
-        again = subprocess.run(script, env={**env, "STAGES": "score pairs"}, capture_output=True, text=True, timeout=300)
+        again = subprocess.run(script, env={**env, "STAGES": "score pairs"}, capture_output=True, text=True,
+                               timeout=300)
         assert again.returncode == 0 and len(server.requests) == n
         bad = subprocess.run(script + ["--workers=3"], env=env, capture_output=True, text=True, timeout=60)
         assert bad.returncode == 2 and "must be STAGE:OPTION" in bad.stderr

@@ -48,7 +48,8 @@ def test_evol_oss_stack_fixtures_into_one_file(tmp_path, capsys):
 
     seeds = {r["id"]: r for r in read_records(out)}
     assert list(seeds) == ["evol_0", "evol_4", "oss_0", "oss_3", "bigcode_python_fns_1", "bigcode_python_fns_2"]
-    assert seeds["evol_0"] == {"id": "evol_0", "source": "evol", "instruction": "Write a function that adds two numbers.",
+    assert seeds["evol_0"] == {"id": "evol_0", "source": "evol",
+                               "instruction": "Write a function that adds two numbers.",
                                "program": "def add(a, b):\n    return a + b\n"}
     assert "__main__" not in seeds["evol_4"]["program"] and seeds["evol_4"]["program"].startswith("class Stack:")
     assert seeds["oss_3"]["program"] == "total = sum([1, 2, 3])\n"  # OSS has no def/class rule
