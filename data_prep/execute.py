@@ -46,7 +46,8 @@ class ExecSummary:
     answers: int = 0  # inferences scored (score)
     programs: int = 0  # programs run in the sandbox
     tests: int = 0  # tests run in the sandbox
-    pass_rates: list[float] = field(default_factory=list, repr=False)
+    pass_rate_sum: float = 0.0  # over the answers scored (score)
+    all_pass: int = 0  # answers passing every test (score)
     statuses: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -64,9 +65,8 @@ class ExecSummary:
         if self.stage == "filter":
             head += f", {self.dropped} dropped"
         else:
-            mean = statistics.fmean(self.pass_rates) if self.pass_rates else 0.0
-            full = sum(p == 1.0 for p in self.pass_rates)
-            head += f" ({self.answers} answers, mean pass rate {mean:.3f}, {full} pass every test)"
+            mean = self.pass_rate_sum / self.answers if self.answers else 0.0
+            head += f" ({self.answers} answers, mean pass rate {mean:.3f}, {self.all_pass} pass every test)"
         tests = ", ".join(f"{k} {v}" for k, v in sorted(self.statuses.items()))
         return (f"{head}, {self.skipped} already done, {self.bad} bad; {self.programs} programs and "
                 f"{self.tests} tests run ({tests or 'none'}); {self.rates()}")
@@ -299,7 +299,8 @@ def run_score(input_path: str, output_path: str, *, sandbox: Any = None, progres
                 for i, (a, p) in enumerate(zip(answers, programs)):
                     pr = rate.get(p, 0.0)
                     inferences.append({**a, "completion_id": a.get("completion_id", i), "pass_rate": pr})
-                    summary.pass_rates.append(pr)
+                    summary.pass_rate_sum += pr
+                    summary.all_pass += pr == 1.0
                 summary.answers += len(answers)
                 d = rec.to_dict()
                 d["inferences"] = inferences
