@@ -323,10 +323,12 @@ def add_client_args(parser: Any) -> None:
     g.add_argument("--model", required=True, help="model name sent to the server, or path for --offline")
     g.add_argument("--api-key-env", default=ClientConfig.api_key_env, help="environment variable with the key")
     g.add_argument("--timeout", type=float, default=ClientConfig.timeout_s, help="seconds per socket operation")
-    g.add_argument("--max-retries", type=int, default=ClientConfig.max_retries)
+    g.add_argument("--max-retries", type=int, default=ClientConfig.max_retries,
+                   help="retries after the first attempt (429, 5xx, timeouts)")
     g.add_argument("--concurrency", type=int, default=ClientConfig.concurrency, help="requests in flight")
-    g.add_argument("--price-prompt-per-1k", type=float, default=0.0)
-    g.add_argument("--price-completion-per-1k", type=float, default=0.0)
+    g.add_argument("--price-prompt-per-1k", type=float, default=0.0, help="price per 1K prompt tokens, for the cost line")
+    g.add_argument("--price-completion-per-1k", type=float, default=0.0,
+                   help="price per 1K completion tokens, for the cost line")
     g.add_argument("--no-continue-final-message", action="store_true",
                    help="for APIs that reject vLLM's prefill fields")
     g.add_argument("--offline", action="store_true", help="run vLLM in this process instead of over HTTP")

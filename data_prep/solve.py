@@ -75,20 +75,27 @@ def run_solve(input_path: str | os.PathLike, output_path: str | os.PathLike, bac
     return summary
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, help="question records, JSONL or Parquet")
     p.add_argument("--output", required=True, help="records with inferences, JSONL or Parquet (appended to)")
     p.add_argument("--prompt", default=None, help=f"prompt template file (default {SOLVE})")
     p.add_argument("-n", type=int, default=1, help="answers per question")
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-tokens", type=int, default=1024)
+    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling top_p")
+    p.add_argument("--max-tokens", type=int, default=1024, help="most new tokens per answer")
     p.add_argument("--model-name", default=None, help="name recorded in inferences (default: --model)")
     add_client_args(p)
-    args = p.parse_args(argv)
-    run_solve(args.input, args.output, backend_from_args(args), args.n, args.temperature, args.top_p,
-              args.max_tokens, args.prompt, args.model_name, concurrency=args.concurrency)
+
+
+def run_from_args(args: argparse.Namespace) -> StageSummary:
+    return run_solve(args.input, args.output, backend_from_args(args), args.n, args.temperature, args.top_p,
+                     args.max_tokens, args.prompt, args.model_name, concurrency=args.concurrency)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    run_from_args(p.parse_args(argv))
 
 
 if __name__ == "__main__":

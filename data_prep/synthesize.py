@@ -259,19 +259,26 @@ def run_synthesize(input_path: str | os.PathLike, output_path: str | os.PathLike
     return summary
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", required=True, help="seed records, JSONL or Parquet")
     p.add_argument("--output", required=True, help="question records, JSONL or Parquet (appended to)")
     p.add_argument("--prompt", default=None, help=f"prompt template file (default {SYNTHESIZE})")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-tokens", type=int, default=8192)
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling top_p")
+    p.add_argument("--max-tokens", type=int, default=8192, help="most new tokens per reply")
     add_client_args(p)
-    args = p.parse_args(argv)
-    run_synthesize(args.input, args.output, backend_from_args(args, json_mode=True), args.prompt,
-                   concurrency=args.concurrency, temperature=args.temperature, top_p=args.top_p,
-                   max_tokens=args.max_tokens)
+
+
+def run_from_args(args: argparse.Namespace) -> StageSummary:
+    return run_synthesize(args.input, args.output, backend_from_args(args, json_mode=True), args.prompt,
+                          concurrency=args.concurrency, temperature=args.temperature, top_p=args.top_p,
+                          max_tokens=args.max_tokens)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    run_from_args(p.parse_args(argv))
 
 
 if __name__ == "__main__":
