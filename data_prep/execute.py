@@ -12,8 +12,8 @@ score   In:  filtered records with sampled answers in ``inferences`` (``solve -n
              ``test_cases`` that the answer's extracted program passes. Identical programs of one
              record run once. An answer with no code scores 0 without running.
 
-Both run one sandbox pool per stage run and feed it in input order (``ordered_results``: ``pool.imap``
-with a longer look-ahead): jobs of many records are in flight together, and records are appended in
+Both run one sandbox pool per stage run and feed it in input order (``pool.imap`` with a long
+look-ahead, so one slow program does not idle the other workers): jobs of many records are in flight together, and records are appended in
 input order as their results arrive. Outputs are keyed by id, so a re-run skips finished (and
 dropped) records; delete ``OUTPUT.dropped.jsonl`` to give the dropped ones another try.
 """
@@ -75,29 +75,6 @@ class ExecSummary:
 LOOKAHEAD_PER_WORKER = 1024
 
 
-def ordered_results(pool: Any, jobs: Iterable[Any], lookahead: int) -> Iterator[Any]:
-    """``pool.imap`` with a longer look-ahead: results in input order while up to ``lookahead`` later
-    jobs run or wait. ``imap`` looks ``4 * workers`` jobs ahead, so one slow program (a timeout, MBPP
-    task 123's 1.6 s) idles every other worker once that many jobs finished behind it. Scoring
-    8 MBPP variants (6,125 programs, 6 with timeouts) with 2 workers took 95 s through ``imap``,
-    79 s with 64 jobs per worker ahead and 66 s with 1024 (the sum of job times / 2 was 68 s)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    ex = ThreadPoolExecutor(pool.cfg.workers, thread_name_prefix="data-prep-job")
-    pending: deque = deque()
-    try:
-        for job in jobs:
-            pending.append(ex.submit(pool.run, job))
-            while pending and pending[0].done():
-                yield pending.popleft().result()
-            if len(pending) >= lookahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:
-        ex.shutdown(wait=True, cancel_futures=True)
-
-
 def run_in_order(pool: Any, items: Iterable[T], jobs_of: Callable[[T], list],
                  lookahead: int | None = None) -> Iterator[tuple[T, list]]:
     """``(item, results of its jobs)`` in input order, while the jobs of later items run.
@@ -117,7 +94,7 @@ def run_in_order(pool: Any, items: Iterable[T], jobs_of: Callable[[T], list],
             item, _, results = pending.popleft()
             yield item, results
 
-    for res in ordered_results(pool, jobs(), lookahead or LOOKAHEAD_PER_WORKER * pool.cfg.workers):
+    for res in pool.imap(jobs(), lookahead or LOOKAHEAD_PER_WORKER * pool.cfg.workers):
         yield from finished()
         head = pending[0]
         expected = head[1][len(head[2])]

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
 
@@ -466,20 +467,22 @@ class SandboxPool:
         finally:
             self._idle.put(w)
 
-    def imap(self, jobs: Iterable[Job]) -> Iterator[Result]:
-        """Results in input order, while later jobs still run (bounded look-ahead)."""
+    def imap(self, jobs: Iterable[Job], lookahead: int | None = None) -> Iterator[Result]:
+        """Results in input order, while up to ``lookahead`` later jobs run or wait (default 256 per
+        worker): a slow program at the head must not leave the other workers idle. Jobs are read
+        lazily, so the input can be a stream."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.cfg.workers, thread_name_prefix="sandbox-job")
-        pending: list[Future] = []
-        window = 4 * self.cfg.workers
+        window = lookahead or 256 * self.cfg.workers
+        pending: deque[Future] = deque()
         for job in jobs:
             pending.append(self._executor.submit(self.run, job))
-            while len(pending) >= window and pending[0].done():
-                yield pending.pop(0).result()
+            while pending and pending[0].done():
+                yield pending.popleft().result()
             if len(pending) >= window:
-                yield pending.pop(0).result()
-        for f in pending:
-            yield f.result()
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
     def run_many(self, jobs: Iterable[Job]) -> list[Result]:
         return list(self.imap(jobs))
