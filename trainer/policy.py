@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import random
+from contextlib import nullcontext
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -205,7 +206,7 @@ class PolicyWorker:
 
         def emit(items):
             params = [p for _, p in items]
-            ctx = deepspeed.zero.GatheredParameters(params) if self.zero3 else _nullcontext()
+            ctx = deepspeed.zero.GatheredParameters(params) if self.zero3 else nullcontext()
             with ctx:
                 out = [(n, (p.data.detach().to("cpu", copy=True) if to_cpu else p.data.detach().clone()))
                        for n, p in items]
@@ -251,7 +252,7 @@ class PolicyWorker:
 
         def named():
             for name, p in self.engine.module.named_parameters():
-                with (deepspeed.zero.GatheredParameters([p]) if self.zero3 else _nullcontext()):
+                with (deepspeed.zero.GatheredParameters([p]) if self.zero3 else nullcontext()):
                     if self.rank == 0:
                         yield name, p.data  # copied into the bucket before the gather is released
 
@@ -300,11 +301,3 @@ class PolicyWorker:
 
     def ping(self) -> bool:
         return True
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
