@@ -22,13 +22,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
 
 from . import cgroups as cg
-from .checks import DecodeError, HostEvalError, TestPlan, decode_value, host_eval, plan_test
+from .checks import TestPlan, plan_test
 from .isolation import (HARNESS_PATH, SandboxUnavailable, UidLease, bwrap_argv, check_host, data_fd,
                         discover_interpreter, kill_uid, seccomp_filter_fd, unsafe_argv)
 from .types import Job, Result, SandboxConfig, TestResult
+from .verdicts import JobState, _json, judge
 
 _HDR = struct.Struct(">I")
-_K = struct.Struct(">i")
 _STDERR_KEEP = 8192
 
 
@@ -59,111 +59,6 @@ class _Spawner:
 
     def close(self) -> None:
         self._q.put(None)
-
-
-class _JobState:
-    """What the host has learnt about one job so far, frame by frame."""
-
-    def __init__(self, n: int):
-        self.values: list[dict[int, object]] = [{} for _ in range(n)]
-        self.exc: list[dict | None] = [None] * n
-        self.done = [False] * n
-        self.verdict: list[TestResult | None] = [None] * n
-        self.program_exc: dict | None = None
-        self.program_verdict: TestResult | None = None
-        self.deadline_from: int | None = None
-        self.output = b""
-        self.stats: dict = {}
-        self.finished = False
-
-    def apply(self, frame: bytes, index: dict[int, int]) -> None:
-        kind = frame[:1]
-        if kind in (b"V", b"E", b"D"):
-            i = index.get(_K.unpack_from(frame, 1)[0])
-            if i is None:
-                return
-            if kind == b"V":
-                j = struct.unpack_from(">H", frame, 5)[0]
-                try:
-                    self.values[i][j] = decode_value(frame[7:])
-                except DecodeError as e:
-                    self.exc[i] = self.exc[i] or {"type": "UnencodableValue", "msg": str(e)}
-            elif kind == b"E":
-                self.exc[i] = self.exc[i] or _json(frame[7:])
-            else:
-                self.done[i] = True
-        elif kind in (b"T", b"C"):
-            k = _K.unpack_from(frame, 1)[0]
-            info = _json(frame[5:])
-            status = "timeout" if kind == b"T" else "crashed"
-            reason = str(info.get("reason", ""))
-            detail = f"exit {info['exit']}" if "exit" in info else ""
-            tr = TestResult(status, reason, detail)  # type: ignore[arg-type]
-            if k == -1:
-                self.program_verdict = tr
-            elif k in index:
-                self.verdict[index[k]] = tr
-                if reason == "program_deadline":
-                    self.deadline_from = index[k]
-        elif kind == b"P":
-            self.program_exc = _json(frame[1:])
-        elif kind == b"O":
-            self.output = frame[1:]
-        elif kind == b"Z":
-            self.stats = _json(frame[1:])
-            self.finished = True
-
-
-def _json(b: bytes) -> dict:
-    try:
-        v = json.loads(b)
-        return v if isinstance(v, dict) else {}
-    except ValueError:
-        return {}
-
-
-def _judge(plan: TestPlan, st: _JobState, i: int) -> TestResult:
-    if plan.mode == "invalid":
-        return TestResult("error", "invalid_test", plan.error)
-    if st.verdict[i] is not None:
-        return st.verdict[i]  # type: ignore[return-value]
-    exc = st.exc[i]
-    if exc is not None:
-        etype, msg = str(exc.get("type", "?")), str(exc.get("msg", ""))[:300]
-        if plan.mode == "exec" and etype == "AssertionError":
-            return TestResult("failed", "assertion", msg)
-        return TestResult("error", etype, msg)
-    if st.done[i]:
-        if plan.mode == "exec":
-            return TestResult("passed")
-        vals = st.values[i]
-        if len(vals) != len(plan.exprs) or any(j not in vals for j in range(len(plan.exprs))):
-            return TestResult("error", "incomplete", "not every value of the test was reported")
-        try:
-            ok = bool(host_eval(plan.tree, [vals[j] for j in range(len(plan.exprs))]))  # type: ignore[arg-type]
-        except (HostEvalError, TypeError, ValueError, ArithmeticError, RecursionError, KeyError,
-                AttributeError, IndexError, MemoryError) as e:
-            return TestResult("error", type(e).__name__, str(e)[:300])
-        if ok:
-            return TestResult("passed")
-        got = ", ".join(_short_repr(vals[j]) for j in range(len(plan.exprs)))
-        return TestResult("failed", "assertion", f"{', '.join(plan.exprs)[:200]} -> {got}")
-    if st.program_exc is not None:
-        return TestResult("error", "program_error",
-                          f"{st.program_exc.get('type', '?')}: {str(st.program_exc.get('msg', ''))[:300]}")
-    if st.program_verdict is not None:
-        return st.program_verdict
-    if st.deadline_from is not None and i > st.deadline_from:
-        return TestResult("timeout", "program_deadline")
-    return TestResult("error", "not_run", "the sandbox did not report this test")
-
-
-def _short_repr(v: object, limit: int = 200) -> str:
-    try:
-        r = repr(v)
-    except (ValueError, RecursionError):  # e.g. an int over the str conversion limit
-        r = f"<{type(v).__name__}>"
-    return r if len(r) <= limit else r[: limit - 3] + "..."
 
 
 class Worker:
@@ -297,9 +192,9 @@ class Worker:
         cfg = self.cfg
         t0 = time.monotonic()
         runnable = [i for i, p in enumerate(plans) if p.mode != "invalid"]
-        st = _JobState(len(plans))
+        st = JobState(len(plans))
         if not runnable:
-            return Result(job.id, tuple(_judge(p, st, i) for i, p in enumerate(plans)))
+            return Result(job.id, tuple(judge(p, st, i) for i, p in enumerate(plans)))
         if self.proc is None or self.proc.poll() is not None:
             self.restart()
         timeout = job.timeout_s or cfg.timeout_s
@@ -345,7 +240,7 @@ class Worker:
                     st.verdict[i] = why
         if self.proc is not None and self.proc.poll() is not None:
             self.kill()  # bwrap's monitor is gone: the job finished, but start afresh next time
-        results = [_judge(p, st, i) for i, p in enumerate(plans)]
+        results = [judge(p, st, i) for i, p in enumerate(plans)]
         if not broken:
             oom = self.cgroups is not None and self.cgroups.oom_kills(self.slot) > oom0
             results = self._explain(results, oom)

@@ -150,7 +150,7 @@ class Trainer:
         return out
 
     def run_step(self, step: int) -> dict:
-        cfg, r, t = self.cfg, self.cfg.rollout, self.cfg.train
+        r, t = self.cfg.rollout, self.cfg.train
         timing: dict[str, float] = {}
         t_step = time.perf_counter()
         prompts = [self.items[i] for i in self.sampler.next_batch()]

@@ -49,6 +49,43 @@ def cosine_schedule(total_steps: int, warmup_ratio: float, min_lr_ratio: float):
     return factor
 
 
+class TokenLogProbs(torch.nn.Module):
+    """The causal LM as DeepSpeed runs it: returns log p(token) of the last ``num_actions`` tokens at
+    a temperature. Logits are never materialised for more than ``chunk`` tokens per row at once (full
+    vocabulary fp32 logits of a long RL batch would not fit), and with ``checkpoint_chunks`` each
+    chunk's logits are recomputed in the backward pass instead of being kept."""
+
+    def __init__(self, lm: torch.nn.Module):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_actions: int, temperature: float,
+                chunk: int, checkpoint_chunks: bool = False, want_entropy: bool = False):
+        backbone = getattr(self.lm, self.lm.base_model_prefix)
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask,
+                          position_ids=position_ids(attention_mask)).last_hidden_state[:, -num_actions - 1:-1]
+        labels = input_ids[:, -num_actions:]
+        head = self.lm.get_output_embeddings()
+
+        def piece(h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            logits = head(h).float() / temperature
+            logz = torch.logsumexp(logits, dim=-1)
+            lp = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1) - logz
+            ent = (logz - (torch.softmax(logits, -1) * logits).sum(-1)).detach() if want_entropy else logz.new_zeros(())
+            return lp, ent
+
+        lps, ents = [], []
+        for s in range(0, num_actions, chunk):
+            h, y = hidden[:, s:s + chunk], labels[:, s:s + chunk]
+            if checkpoint_chunks:
+                lp, ent = torch.utils.checkpoint.checkpoint(piece, h, y, use_reentrant=False)
+            else:
+                lp, ent = piece(h, y)
+            lps.append(lp)
+            ents.append(ent)
+        return torch.cat(lps, 1), (torch.cat(ents, 1) if want_entropy else None)
+
+
 class PolicyWorker:
     """One rank of the policy (``train=True``) or of the frozen reference (``train=False``)."""
 
@@ -79,6 +116,10 @@ class PolicyWorker:
             "steps_per_print": 10**9,
             "wall_clock_breakdown": False,
         }
+        if zero == 3:  # load each rank's partition directly rather than the whole model per rank
+            from transformers.integrations import HfDeepSpeedConfig
+
+            self._hf_ds_config = HfDeepSpeedConfig(ds_config)  # from_pretrained looks it up while alive
         model = AutoModelForCausalLM.from_pretrained(
             model_path, torch_dtype=torch.bfloat16 if bf16 else torch.float32,
             attn_implementation=cfg.model.attn_implementation, trust_remote_code=cfg.model.trust_remote_code)
@@ -100,8 +141,8 @@ class PolicyWorker:
         else:
             model.requires_grad_(False)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config,
-            model_parameters=None if optimizer is None else [p for p in model.parameters() if p.requires_grad])
+            model=TokenLogProbs(model), optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+        self.lm = self.engine.module.lm  # the Hugging Face model: names, saving, weight sync
         if not train:
             self.engine.eval()
         self.zero3 = zero == 3
@@ -110,37 +151,13 @@ class PolicyWorker:
     # ---------------------------------------------------------------- log-probs
     def _log_probs(self, exp: Experience, temperature: float, with_grad: bool,
                    want_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """log p(response token) at the sampling temperature, [n, T]; logits are never materialised
-        for more than ``logprob_chunk_size`` tokens at once."""
-        model = self.engine.module
+        """log p(response token) at the sampling temperature, [n, T]. Goes through the DeepSpeed
+        engine's forward (ZeRO-3 counts its micro-steps there: bypassing it loses accumulated grads)."""
         seq = exp.sequences.to(self.device)
         att = exp.attention_mask.to(self.device)
-        T = exp.num_actions
-        backbone = getattr(model, model.base_model_prefix)
-        hidden = backbone(input_ids=seq, attention_mask=att, position_ids=position_ids(att)).last_hidden_state
-        hidden = hidden[:, -T - 1:-1]
-        labels = seq[:, -T:]
-        head = model.get_output_embeddings()
-        temp = temperature if temperature > 0 else 1.0
-        chunk = max(1, self.cfg.train.logprob_chunk_size // max(1, hidden.shape[0]))
-
-        def piece(h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            logits = head(h).float() / temp
-            logz = torch.logsumexp(logits, dim=-1)
-            lp = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1) - logz
-            ent = (logz - (torch.softmax(logits, -1) * logits).sum(-1)).detach() if want_entropy else logz.new_zeros(())
-            return lp, ent
-
-        lps, ents = [], []
-        for s in range(0, T, chunk):
-            h, y = hidden[:, s:s + chunk], labels[:, s:s + chunk]
-            if with_grad:
-                lp, ent = torch.utils.checkpoint.checkpoint(piece, h, y, use_reentrant=False)
-            else:
-                lp, ent = piece(h, y)
-            lps.append(lp)
-            ents.append(ent)
-        return torch.cat(lps, 1), (torch.cat(ents, 1) if want_entropy else None)
+        chunk = max(1, self.cfg.train.logprob_chunk_size // max(1, len(exp)))
+        return self.engine(seq, att, exp.num_actions, temperature if temperature > 0 else 1.0, chunk,
+                           checkpoint_chunks=with_grad, want_entropy=want_entropy)
 
     @torch.no_grad()
     def compute_log_probs(self, exp: Experience, temperature: float) -> torch.Tensor:
@@ -200,7 +217,7 @@ class PolicyWorker:
         rank must iterate (ZeRO-3 gathers collectively); only rank 0's tensors are meaningful."""
         import deepspeed
 
-        model = self.engine.module
+        model = self.lm
         bucket: list[tuple[str, torch.nn.Parameter]] = []
         size = 0
 
@@ -251,7 +268,7 @@ class PolicyWorker:
         from .engines.weight_sync import broadcast_buckets
 
         def named():
-            for name, p in self.engine.module.named_parameters():
+            for name, p in self.lm.named_parameters():
                 with (deepspeed.zero.GatheredParameters([p]) if self.zero3 else nullcontext()):
                     if self.rank == 0:
                         yield name, p.data  # copied into the bucket before the gather is released
@@ -275,7 +292,7 @@ class PolicyWorker:
         sd = self.state_dict_cpu()
         if self.rank != 0:
             return
-        model = self.engine.module
+        model = self.lm
         os.makedirs(path, exist_ok=True)
         model.save_pretrained(path, state_dict=sd, safe_serialization=True)
         if tokenizer_path:

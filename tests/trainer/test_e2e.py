@@ -1,7 +1,5 @@
 """End to end on CPU with real Ray actors, real DeepSpeed (gloo) and the real sandbox."""
 import json
-import os
-from pathlib import Path
 
 import pytest
 

@@ -1,0 +1,69 @@
+"""The DeepSpeed policy worker on CPU: its log-probs and its gradient steps against plain PyTorch."""
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from trainer.algorithms import compute_advantages, policy_loss
+from trainer.config import RLConfig
+from trainer.engines.base import Completion
+from trainer.experience import PromptItem, build_experience, position_ids
+from trainer.policy import PolicyWorker
+
+
+def experience(pad_id):
+    g = torch.Generator().manual_seed(0)
+    comps = []
+    for i in range(4):
+        p = tuple(torch.randint(0, 300, (5 + i,), generator=g).tolist())
+        r = tuple(torch.randint(0, 300, (3 + 2 * i,), generator=g).tolist())
+        comps.append(Completion(i // 2, i % 2, p, r, tuple([0.0] * len(r)), "stop"))
+    return build_experience([PromptItem("a", (), {}), PromptItem("b", (), {})], comps, pad_id, 2)
+
+
+def reference_log_probs(model, exp, temperature):
+    out = model(input_ids=exp.sequences, attention_mask=exp.attention_mask,
+                position_ids=position_ids(exp.attention_mask)).logits
+    T = exp.num_actions
+    lp = torch.log_softmax(out[:, -T - 1:-1].float() / temperature, -1)
+    return lp.gather(-1, exp.sequences[:, -T:].unsqueeze(-1)).squeeze(-1) * exp.action_mask
+
+
+def worker(tiny_model, stage, port):
+    cfg = RLConfig()
+    cfg.model.pretrain = tiny_model
+    cfg.model.gradient_checkpointing = False
+    cfg.train.zero_stage = stage
+    cfg.train.actor_num_gpus_per_node = 0
+    cfg.train.train_batch_size, cfg.train.micro_train_batch_size = 4, 2  # two micro-batches per step
+    cfg.train.actor_learning_rate = 1e-3
+    cfg.train.logprob_chunk_size = 6  # several chunks per row
+    return PolicyWorker(cfg, tiny_model, train=True, total_steps=10, master_port=port)
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_log_probs_and_one_accumulated_step_match_plain_pytorch(tiny_model, stage):
+    from transformers import AutoTokenizer
+
+    pad = AutoTokenizer.from_pretrained(tiny_model).pad_token_id
+    exp = experience(pad)
+    ref_model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa")
+    with torch.no_grad():
+        ref_lp = reference_log_probs(ref_model, exp, 0.7)
+    w = worker(tiny_model, stage, 29600 + stage)
+    lp = w.compute_log_probs(exp, 0.7)
+    assert torch.allclose(lp, ref_lp, atol=1e-5)
+
+    exp.old_log_probs = w.compute_log_probs(exp, 1.0)
+    exp.rewards = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    exp.advantages, exp.returns = compute_advantages(exp.rewards, exp.old_log_probs, None, exp.action_mask,
+                                                     estimator="reinforce_baseline", group_size=2)
+    stats = w.train_steps([exp], [float(exp.action_mask.sum())], 1.0)
+    # the same step in plain PyTorch: both micro-batches' gradients accumulate into one step
+    n = float(exp.action_mask.sum())
+    for part in ([0, 1], [2, 3]):
+        mb = exp.select(part)
+        loss, _ = policy_loss(reference_log_probs(ref_model, mb, 1.0), mb.old_log_probs, mb.advantages,
+                              mb.action_mask, num_tokens=n)
+        loss.backward()
+    norm = torch.sqrt(sum((p.grad ** 2).sum() for p in ref_model.parameters()))
+    assert stats["grad_norm"] == pytest.approx(float(norm), rel=1e-4)
