@@ -89,7 +89,8 @@ class _Splitter(ast.NodeTransformer):
     ``and``/``or`` there) is sent as a bool: Python's own semantics, and values such as a re.Match
     that cannot be sent need not be."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: str) -> None:
+        self.source = source
         self.holes: list[str] = []
         self.truth: list[int] = []
 
@@ -97,7 +98,11 @@ class _Splitter(ast.NodeTransformer):
         name = f"{_HOLE}{len(self.holes)}"
         if truth:
             self.truth.append(len(self.holes))
-        self.holes.append(ast.unparse(node))
+        # the hole's own text (cheaper than unparsing); a multi-line one is parenthesised to stand alone
+        segment = ast.get_source_segment(self.source, node)
+        if segment is None:
+            segment = ast.unparse(node)
+        self.holes.append(f"({segment})" if "\n" in segment else segment)
         return ast.copy_location(ast.Name(id=name, ctx=ast.Load()), node)
 
     def split_truth(self, node: ast.expr) -> ast.expr:
@@ -167,9 +172,9 @@ def plan_test(src: str) -> TestPlan:
     body = mod.body
     imports = [s for s in body[:-1] if isinstance(s, (ast.Import, ast.ImportFrom))]
     if body and isinstance(body[-1], ast.Assert) and len(imports) == len(body) - 1:
-        splitter = _Splitter()
+        splitter = _Splitter(src)
         tree = splitter.split_truth(body[-1].test)
-        prelude = "\n".join(ast.unparse(s) for s in imports)
+        prelude = "\n".join(ast.get_source_segment(src, s) or ast.unparse(s) for s in imports)
         return TestPlan("eval", exprs=tuple(splitter.holes), truth=tuple(sorted(set(splitter.truth))),
                         prelude=prelude, tree=tree)
     return TestPlan("exec", src=src)

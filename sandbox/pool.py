@@ -73,6 +73,7 @@ class Worker:
         self._scratch: str | None = None
         self.restarts = 0
         self._memory_bytes: int | None = None
+        self._oom_kills = 0  # the slot's OOM-kill counter when it was last read
 
     # -- life cycle
     def start(self) -> None:
@@ -215,7 +216,6 @@ class Worker:
             if want != self._memory_bytes:
                 self.cgroups.set_memory(self.slot, want)
                 self._memory_bytes = want
-            oom0 = self.cgroups.oom_kills(self.slot)
         index = {i: i for i in runnable}
         payload = json.dumps(request).encode()
         broken = False
@@ -242,7 +242,11 @@ class Worker:
             self.kill()  # bwrap's monitor is gone: the job finished, but start afresh next time
         results = [judge(p, st, i) for i, p in enumerate(plans)]
         if not broken:
-            oom = self.cgroups is not None and self.cgroups.oom_kills(self.slot) > oom0
+            oom = False
+            if self.cgroups is not None and any(r.status == "crashed" for r in results):
+                # the slot's OOM-kill counter is read only when something died: it is a file read
+                kills = self.cgroups.oom_kills(self.slot)
+                oom, self._oom_kills = kills > self._oom_kills, kills
             results = self._explain(results, oom)
         return Result(job.id, tuple(results), output=st.output.decode("utf-8", errors="replace"),
                       cpu_s=float(st.stats.get("cpu_s", 0.0)), wall_s=time.monotonic() - t0)

@@ -37,7 +37,8 @@ def judge(test: str, *values):
     ("assert f(1) is None", ["f(1)"]),
     ("assert isinstance(f(1), int) and f(1) > 0", ["f(1)", "f(1)"]),
     ("assert sorted(f(1), key=len) == ['a']", ["sorted(f(1), key=len)"]),  # a callable argument stays inside
-    ("assert all(f(x) == x for x in range(3))", ["all((f(x) == x for x in range(3)))"]),
+    ("assert all(f(x) == x for x in range(3))", ["all(f(x) == x for x in range(3))"]),
+    ("assert f(1,\n         2) == 3", ["(f(1,\n         2))"]),
     ("assert f(1) == 2, 'message is ignored'", ["f(1)"]),
     ("import math\nassert math.isclose(f(1), math.pi)", ["f(1)"]),
 ])
