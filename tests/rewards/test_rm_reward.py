@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from rewards.base import Sample, load_reward_class
 from rewards.reward_model import RewardModel
@@ -14,21 +13,9 @@ from rewards.worker import RewardWorker
 from tests.rewards.synthetic import make_pairs
 
 
-def _save_rm(src: str, dst: str, bias: float = 0.0) -> str:
-    from transformers import AutoTokenizer
-
-    torch.manual_seed(3)
-    rm = RewardModel.from_pretrained(src)
-    rm.v_head.summary.weight.data.normal_(std=1.0)
-    rm.v_head.summary.bias.data.fill_(bias)
-    rm.save_pretrained(dst)
-    AutoTokenizer.from_pretrained(src).save_pretrained(dst)
-    return dst
-
-
 @pytest.fixture(scope="module")
-def rm_dir(tiny_lm, tmp_path_factory):
-    return _save_rm(tiny_lm, str(tmp_path_factory.mktemp("rm")))
+def rm_dir(tiny_rm):
+    return tiny_rm
 
 
 def _samples():
@@ -66,7 +53,13 @@ def test_no_code_completion_style_and_clip(rm_dir):
 
 
 def test_nan_scores_are_errors(tiny_lm, tmp_path):
-    bad = _save_rm(tiny_lm, str(tmp_path / "nan"), bias=float("nan"))
+    from transformers import AutoTokenizer
+
+    bad = str(tmp_path / "nan")
+    rm = RewardModel.from_pretrained(tiny_lm)
+    rm.v_head.summary.bias.data.fill_(float("nan"))
+    rm.save_pretrained(bad)
+    AutoTokenizer.from_pretrained(tiny_lm).save_pretrained(bad)
     got = RMReward(bad, device="cpu").score(_samples()[:2] + [Sample("x", "q", "no code here", {})])
     assert [r.status for r in got] == ["error", "error", "no_code"]
     assert all(r.value == 0.0 and math.isfinite(r.value) for r in got)
