@@ -18,7 +18,8 @@ the first --prompt_tests (MBPP style, as EvalPlus does: the test names the funct
 
 Every step is cached under OUTPUT_DIR/<benchmark>/ as append-only JSONL, so a crashed run continues:
 samples.jsonl (answers), exec-<limits>.jsonl (sandbox results per distinct program), rm-<model>.jsonl
-(raw RM scores per distinct program; another --rm reuses samples and execution). Outputs:
+(raw RM scores per distinct program, per RM and its files; another or a retrained --rm reuses the samples
+and execution). Outputs:
 OUTPUT_DIR/results.json, OUTPUT_DIR/<benchmark>/per_task.jsonl and a table on stdout.
 Generation settings are recorded in OUTPUT_DIR/eval_config.json; a re-run with other ones stops.
 """
@@ -39,7 +40,7 @@ from rewards.bon import format_table, select_best, summarize
 from rewards.extract import extract_code
 
 DEFAULT_BENCHMARKS = "humaneval,humanevalplus,mbpp,mbppplus"
-GEN_KEYS = ("model", "temperature", "top_p", "max_new_tokens", "seed", "prompt", "prompt_tests")
+GEN_KEYS = ("model", "model_files", "temperature", "top_p", "max_new_tokens", "seed", "prompt", "prompt_tests")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +162,18 @@ def _tag(*parts) -> str:
     return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:10]
 
 
+def fingerprint(model: str) -> str:
+    """A model as a cache key: a local dir by its files' names, sizes and times; a hub id by name."""
+    if not os.path.isdir(model):
+        return model
+    files = []
+    for f in sorted(os.listdir(model)):
+        if f.endswith((".safetensors", ".bin", ".json")):
+            st = os.stat(os.path.join(model, f))
+            files.append((f, st.st_size, st.st_mtime_ns))
+    return f"{os.path.abspath(model)}@{_tag(files)}"
+
+
 def _read(path: str) -> dict[str, dict]:
     return {r["id"]: r for _, r in iter_records(path)} if os.path.exists(path) else {}
 
@@ -240,7 +253,7 @@ def execute(args, name: str, recs: list[dict], answers: dict[str, list[str]], po
 
 def score(args, name: str, recs: list[dict], answers: dict[str, list[str]], state: dict) -> dict[str, dict]:
     """Raw RM scores per distinct (task, program), cached per RM; the scorer is loaded once, if needed."""
-    path = os.path.join(args.output_dir, name, f"rm-{_tag(os.path.abspath(args.rm), args.rm_max_length)}.jsonl")
+    path = os.path.join(args.output_dir, name, f"rm-{_tag(fingerprint(args.rm), args.rm_max_length)}.jsonl")
     with AppendWriter(path) as out:
         todo = {}
         for rec in recs:
@@ -265,14 +278,15 @@ def score(args, name: str, recs: list[dict], answers: dict[str, list[str]], stat
 def check_config(args) -> None:
     path = os.path.join(args.output_dir, "eval_config.json")
     prompt_file = args.prompt or "solve.txt (default)"
-    now = {"model": args.model, "temperature": args.temperature, "top_p": args.top_p,
+    now = {"model": args.model, "model_files": fingerprint(args.model), "temperature": args.temperature, "top_p": args.top_p,
            "max_new_tokens": args.max_new_tokens, "seed": args.seed, "prompt": prompt_file,
            "prompt_tests": args.prompt_tests}
     if os.path.exists(path):
         old = json.load(open(path, encoding="utf-8"))
         for k in GEN_KEYS:
             if old.get(k) != now[k]:
-                raise SystemExit(f"--{k}: {now[k]!r} here, but the samples cached in {args.output_dir} were made with "
+                opt = "--model (its files changed)" if k == "model_files" else f"--{k}"
+                raise SystemExit(f"{opt}: {now[k]!r} here, but the samples cached in {args.output_dir} were made with "
                                  f"{old.get(k)!r}; use another --output_dir or the same value")
     else:
         atomic_write_text(path, json.dumps(now, indent=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -119,6 +120,24 @@ def test_columns_resume_and_caches(tiny_lm, tiny_rm, demo_records, engines, tmp_
     again = bon_eval.main(_argv(tiny_lm, demo_records, out, "--rm", tiny_rm))
     assert made[-1].calls == 4 and again["benchmarks"] == report["benchmarks"]  # no new engine was made
     assert _lines(out / "demo" / exec_file) == 7 and _lines(out / "demo" / rm_file) == n_scores
+    # A retrained RM at the same path is scored afresh; the samples and sandbox results are reused.
+    import torch
+
+    from rewards.reward_model import RewardModel
+
+    retrained = RewardModel.from_pretrained(tiny_rm)
+    with torch.no_grad():
+        retrained.v_head.summary.weight.neg_()
+    retrained.save_pretrained(str(tmp_path / "rm2"))
+    shutil.copytree(tiny_rm, tmp_path / "rm", dirs_exist_ok=True)
+    first = bon_eval.main(_argv(tiny_lm, demo_records, out, "--rm", str(tmp_path / "rm")))
+    shutil.copytree(tmp_path / "rm2", tmp_path / "rm", dirs_exist_ok=True)
+    second = bon_eval.main(_argv(tiny_lm, demo_records, out, "--rm", str(tmp_path / "rm")))
+    assert first["benchmarks"] == report["benchmarks"]  # same weights as tiny_rm: same numbers
+    assert len([p for p in os.listdir(out / "demo") if p.startswith("rm-")]) == 3
+    flipped = {row["id"]: row["scores"] for row in map(json.loads, open(out / "demo" / "per_task.jsonl"))}
+    assert flipped["t_sum"][1] != pytest.approx(s[1]) and _lines(out / "demo" / exec_file) == 7
+    assert second["benchmarks"]["demo"]["best_of"]["4"]["oracle"] == r["best_of"]["4"]["oracle"]
     # Without an RM: no RM column, same other columns.
     no_rm = bon_eval.main(_argv(tiny_lm, demo_records, out))["benchmarks"]["demo"]
     assert "rm" not in no_rm["best_of"]["4"] and no_rm["best_of"]["4"]["oracle"] == r["best_of"]["4"]["oracle"]
@@ -127,6 +146,18 @@ def test_columns_resume_and_caches(tiny_lm, tiny_rm, demo_records, engines, tmp_
         bon_eval.main(_argv(tiny_lm, demo_records, out, "--temperature", "0.7"))
     with pytest.raises(SystemExit, match="best-of-8"):
         bon_eval.main(_argv(tiny_lm, demo_records, out, "--n_list", "8"))
+
+
+def test_changed_policy_files_stop_the_run(tiny_lm, tmp_path):
+    policy = tmp_path / "policy"
+    shutil.copytree(tiny_lm, policy)
+    args = bon_eval.parse_args(["--model", str(policy), "--output_dir", str(tmp_path / "out"), "--engine", "hf"])
+    bon_eval.check_config(args)
+    bon_eval.check_config(args)  # unchanged: fine
+    st = os.stat(policy / "model.safetensors")
+    os.utime(policy / "model.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a re-export
+    with pytest.raises(SystemExit, match="its files changed"):
+        bon_eval.check_config(args)
 
 
 def test_chat_prompts(tiny_lm):
