@@ -9,7 +9,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"   # the CPU build; set TORCH_SPEC=torch for a CUDA machine
-NEEDED_MODULES="${NEEDED_MODULES:-torch, ray, deepspeed, transformers, pyseccomp, yaml, tqdm}"
+NEEDED_MODULES="${NEEDED_MODULES:-torch, ray, deepspeed, accelerate, transformers, pyseccomp, yaml, tqdm}"
 
 need_apt=()
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)

@@ -17,7 +17,6 @@ import math
 import os
 import random
 import shutil
-import socket
 import time
 import warnings
 
@@ -121,10 +120,10 @@ def init_distributed() -> tuple[int, int, torch.device]:
     """One-process defaults for a plain `python -m` run; gloo on CPU, nccl on GPUs."""
     import deepspeed
 
+    from trainer.net import free_port
+
     if "MASTER_PORT" not in os.environ:  # a free port: other jobs on this host may hold a fixed one
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+        os.environ["MASTER_PORT"] = str(free_port())
     for key, value in dict(MASTER_ADDR="127.0.0.1", RANK="0", WORLD_SIZE="1", LOCAL_RANK="0").items():
         os.environ.setdefault(key, value)
     cuda = torch.cuda.is_available()

@@ -6,7 +6,6 @@ work redone, up to a bounded number of retries, after which the step fails with 
 """
 from __future__ import annotations
 
-import socket
 import time
 from typing import Any, Callable, Sequence
 
@@ -18,14 +17,9 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 from rewards.base import RewardResult, Sample, failed
 
 
+
 class StepFailed(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def remote_class(cls: type, num_cpus: float = 0, num_gpus: float = 0, max_restarts: int = 0,

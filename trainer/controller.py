@@ -20,7 +20,8 @@ import torch
 from rewards.base import RewardResult, Sample
 
 from . import checkpoint as ckpt
-from .actors import ActorGroup, EngineGroup, RewardPool, StepFailed, free_port, gpu_bundles, remote_class
+from .actors import ActorGroup, EngineGroup, RewardPool, StepFailed, gpu_bundles, remote_class
+from .net import free_port
 from .algorithms import compute_advantages, masked_mean
 from .config import ConfigError, RLConfig
 from .data import PromptSampler, load_prompts

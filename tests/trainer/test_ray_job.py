@@ -3,7 +3,6 @@ submitted with `ray job submit --working-dir .`, its metrics checked, the cluste
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -12,15 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from trainer.net import free_port
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_ray_job_submit_on_a_two_node_cluster(tmp_path):

@@ -6,11 +6,12 @@ transformers in fp32, teacher-forced on prompt + response (what the trainer reco
 """
 from __future__ import annotations
 
-import socket
 import threading
 from types import SimpleNamespace
 
 import pytest
+
+from trainer.net import free_port
 import torch
 
 from trainer.algorithms import log_probs_from_logits
@@ -178,12 +179,6 @@ def test_vllm_load_weights_switches_model(tiny):
         eng.close()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.vllm
 @pytest.mark.gpu
 def test_vllm_nccl_weight_sync(tiny):
@@ -195,7 +190,7 @@ def test_vllm_nccl_weight_sync(tiny):
     eng = make_engine("vllm", tiny["a"], dtype="float32", gpu_memory_utilization=0.25, enforce_eager=True,
                       max_model_len=512)
     try:
-        port = _free_port()
+        port = free_port()
         joiner = threading.Thread(target=eng.init_weight_sync_group, args=("127.0.0.1", port, 1, 2))
         joiner.start()
         group = init_policy_weight_sync_group("127.0.0.1", port, world_size=2, device=1)
