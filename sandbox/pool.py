@@ -367,12 +367,13 @@ class SandboxPool:
             self._idle.put(w)
 
     def imap(self, jobs: Iterable[Job], lookahead: int | None = None) -> Iterator[Result]:
-        """Results in input order, while up to ``lookahead`` later jobs run or wait (default 256 per
-        worker): a slow program at the head must not leave the other workers idle. Jobs are read
-        lazily, so the input can be a stream."""
+        """Results in input order, while up to ``lookahead`` later jobs run or wait (default 2048 per
+        worker). The window bounds memory on a stream; while a slow program holds the head, the other
+        workers go on only through the window: with 256 per worker, MBPP's 2.4 CPU-second program left
+        the other worker idle for 1.6 s of a 3.2 s run. Jobs are read lazily."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.cfg.workers, thread_name_prefix="sandbox-job")
-        window = lookahead or 256 * self.cfg.workers
+        window = lookahead or 2048 * self.cfg.workers
         pending: deque[Future] = deque()
         for job in jobs:
             pending.append(self._executor.submit(self.run, job))
@@ -384,7 +385,9 @@ class SandboxPool:
             yield pending.popleft().result()
 
     def run_many(self, jobs: Iterable[Job]) -> list[Result]:
-        return list(self.imap(jobs))
+        """All results, in input order (every job is queued at once: no window to stall on)."""
+        jobs = list(jobs)
+        return list(self.imap(jobs, lookahead=max(1, len(jobs))))
 
     # -- life cycle
     def close(self) -> None:
