@@ -66,11 +66,11 @@ class Tracker:
                                                 "timing/step")) -> str:
         if not self.history:
             return "no steps run"
-        first, last = self.history[0], self.history[-1]
         rows = [f"{'metric':<22}{'first step':>14}{'last step':>14}"]
-        for k in keys:
-            if k in first or k in last:
-                rows.append(f"{k:<22}{_fmt(first.get(k)):>14}{_fmt(last.get(k)):>14}")
+        for k in keys:  # per metric: the eval-only record at step 0 has no training metrics
+            seen = [rec[k] for rec in self.history if rec.get(k) is not None]
+            if seen:
+                rows.append(f"{k:<22}{_fmt(seen[0]):>14}{_fmt(seen[-1]):>14}")
         return "\n".join(rows)
 
     def close(self) -> None:

@@ -24,3 +24,16 @@ def test_tracker_writes_every_sink_and_trims_on_resume(tmp_path, monkeypatch):
     cfg.logging.use_wandb = False
     Tracker(cfg, resumed_step=2).close()
     assert [json.loads(x)["step"] for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_summary_takes_each_metric_from_the_records_that_have_it(tmp_path):
+    cfg = RLConfig()
+    cfg.checkpoint.save_path = str(tmp_path)
+    t = Tracker(cfg)
+    t.log(0, {"eval/pass_rate": 0.375})  # the before-RL evaluation: no training metrics yet
+    t.log(1, {"reward_mean": 0.5, "kl": 0.0})
+    t.log(2, {"reward_mean": 0.75, "kl": 0.07})
+    rows = {line.split()[0]: line.split()[1:] for line in t.summary().splitlines()[1:]}
+    t.close()
+    assert rows["reward_mean"] == ["0.5", "0.75"]
+    assert rows["kl"][1] == "0.07"
