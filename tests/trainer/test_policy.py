@@ -7,6 +7,7 @@ from trainer.algorithms import compute_advantages, policy_loss
 from trainer.config import RLConfig
 from trainer.engines.base import Completion
 from trainer.experience import PromptItem, build_experience, position_ids
+from trainer.net import free_port
 from trainer.policy import PolicyWorker
 
 
@@ -49,7 +50,7 @@ def test_log_probs_and_one_accumulated_step_match_plain_pytorch(tiny_model, stag
     ref_model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa")
     with torch.no_grad():
         ref_lp = reference_log_probs(ref_model, exp, 0.7)
-    w = worker(tiny_model, stage, 29600 + stage)
+    w = worker(tiny_model, stage, free_port())
     lp = w.compute_log_probs(exp, 0.7)
     assert torch.allclose(lp, ref_lp, atol=1e-5)
 
