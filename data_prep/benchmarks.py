@@ -38,6 +38,7 @@ from typing import Any, Callable
 
 from data_prep.io import write_records
 from data_prep.schema import AceCodeRecord
+from sandbox.pyparse import parse
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def _parse(src: str) -> ast.Module:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", SyntaxWarning)
-        return ast.parse(src)
+        return parse(src)
 
 
 # ----------------------------------------------------------------------------- MBPP
@@ -356,7 +357,7 @@ class _Specials(ast.NodeTransformer):
 def literal(node: ast.AST | str) -> Any:
     """``ast.literal_eval`` that also reads ``inf``, ``nan``, ``float('inf')`` and ``complex(a, b)``."""
     if isinstance(node, str):
-        node = ast.parse(node, mode="eval").body
+        node = parse(node, mode="eval").body
     try:
         return ast.literal_eval(node)
     except ValueError:  # a name or call: rewrite the special values, then try again

@@ -32,6 +32,7 @@ from typing import Iterator
 from data_prep.common import BadRecords, extract_program, quiet_parse, require_input
 from data_prep.io import AppendWriter, RecordError, iter_records
 from data_prep.schema import load_acecode
+from sandbox.pyparse import parse
 
 SOURCES = ("evol", "oss", "stack", "benchmark")
 STACK_LIMIT = 50_000
@@ -48,7 +49,7 @@ def _is_print_stmt(node: ast.stmt) -> bool:
 def strip_prints(program: str) -> str:
     """Remove print statements (lines starting with ``print``), keeping the program parseable."""
     try:
-        tree = quiet_parse(ast.parse, program)
+        tree = quiet_parse(parse, program)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         kept = [line for line in program.splitlines() if not _PRINT_LINE.match(line)]
         return "\n".join(kept) + ("\n" if kept and program.endswith("\n") else "")

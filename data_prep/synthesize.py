@@ -26,6 +26,7 @@ from typing import Any
 from data_prep.io import AppendWriter, RecordError, iter_records
 from data_prep.llm_client import LLMError, Usage, add_client_args, backend_from_args, run_chats
 from data_prep.prompts import SYNTHESIZE, load_chat_template
+from sandbox.pyparse import parse
 
 
 class ReplyError(ValueError):
@@ -176,7 +177,7 @@ def clean_tests(tests: list) -> tuple[list[str], int]:
         if not t.startswith("assert") or t in kept:
             continue
         try:
-            tree = ast.parse(t)
+            tree = parse(t)
         except (SyntaxError, ValueError):
             continue
         if len(tree.body) == 1 and isinstance(tree.body[0], ast.Assert):

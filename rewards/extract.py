@@ -10,13 +10,15 @@ from __future__ import annotations
 import ast
 import re
 
+from sandbox.pyparse import parse
+
 MAX_LINES = 500  # the longest-span search is quadratic: cap the answer it looks at
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 
 
 def _parses(src: str) -> bool:
     try:
-        ast.parse(src)
+        parse(src)
         return True
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return False
@@ -37,7 +39,7 @@ def longest_parsable_span(text: str, max_lines: int = MAX_LINES) -> str:
             continue  # cannot beat the best span found
         chunk = "\n".join(lines[lo:hi])
         try:
-            ast.parse(chunk)
+            parse(chunk)
         except SyntaxError as e:
             bad = lo + max(1, min(e.lineno or 1, hi - lo)) - 1
             stack += [(lo, bad), (bad + 1, hi)]
@@ -54,7 +56,7 @@ def longest_parsable_span(text: str, max_lines: int = MAX_LINES) -> str:
 def _cut_scaffolding(src: str) -> str:
     """Drop `if __name__ == "__main__":`, unittest/pytest imports and classes, trailing asserts."""
     try:
-        tree = ast.parse(src)
+        tree = parse(src)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return src
     lines = src.splitlines()

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
+from .pyparse import parse
+
 _HOLE = "__hole_"
 _MAX_INT_BITS = 1 << 17  # results of host arithmetic are capped at 131,072 bits
 _MAX_SEQ = 1 << 20  # and sequences at a million items
@@ -166,7 +168,7 @@ _BINOPS = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow)
 def plan_test(src: str) -> TestPlan:
     """Decide how a test string is checked. Cached: the same tests come back every epoch."""
     try:
-        mod = ast.parse(src)
+        mod = parse(src)
     except (SyntaxError, ValueError) as e:
         return TestPlan("invalid", error=f"test does not parse: {e}")
     body = mod.body
