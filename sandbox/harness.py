@@ -7,7 +7,8 @@ Life cycle: start (as root only to drop to this slot's own unprivileged uid), ma
 non-dumpable, pre-import common modules, then serve jobs read from fd 0 forever. For each job it
 forks a child that runs the program once and then the tests in order. The child reports each
 test's values or exception as frames on a private pipe; this process checks that the frames belong
-to the test it is timing, relays them to the host (fd 1) and enforces the per-test CPU budget, the
+to the test it is timing (any other frame is tampering: the program wrote to the pipe itself, and the
+whole program fails), relays them to the host (fd 1) and enforces the per-test CPU budget, the
 per-test wall backstop and the per-program deadline from outside the child. If the child dies or
 hangs at test k, test k is reported and a fresh child resumes at k + 1. After every child: kill every
 other process in the namespace, reap them, and wipe the scratch directory.
@@ -19,8 +20,10 @@ the frame type. Child -> harness -> host:
   V <u32 k><u16 j><val>  test k, expression j evaluated to <val> (strict JSON encoding below)
   E <u32 k><u16 j><exc>  test k, expression j (or the exec body) raised
   D <u32 k>              the child finished test k
+Child frames carry, before the type byte, a 16-byte token drawn afresh for every fork.
 Harness -> host only:
   R <json>               ready, once at start-up
+  X <json>               the program tampered with the result channel: every test fails
   T <i32 k><json>        test k timed out (k = -1: the program itself, before any test)
   C <i32 k><json>        the child died during test k (k = -1: while running the program)
   O <bytes>              the program's first stdout/stderr bytes (capped)
@@ -163,7 +166,10 @@ def _exc_info(e):
 
 
 # ----------------------------------------------------------------------------- child side
-def _child(job, start, res_w, out_w, devnull):
+_TOKEN_BYTES = 16
+
+
+def _child(job, start, res_w, out_w, devnull, token):
     """Runs in the forked child: never returns."""
     try:
         os.setpgid(0, 0)
@@ -198,7 +204,7 @@ def _child(job, start, res_w, out_w, devnull):
 
     def send(payload):
         """Queue a frame; D (a test's end) flushes the test's frames in one write."""
-        pending.append(_HDR.pack(len(payload)) + payload)
+        pending.append(_HDR.pack(len(payload) + _TOKEN_BYTES) + token + payload)
         if payload[:1] in (b"D", b"L", b"P"):
             os.write(fd, b"".join(pending))
             pending.clear()
@@ -446,7 +452,11 @@ class _Supervisor:
         self.cpu_s, self.wall_s = float(lim["test_cpu_s"]), float(lim["test_wall_s"])
         self.deadline, self.output, self.stats = deadline, output, stats
         self.out_cap = int(job["output_cap"])
-        self.frames = _Frames(int(job["value_cap"]) + 64)
+        self.frames = _Frames(int(job["value_cap"]) + 64 + _TOKEN_BYTES)
+        # The program can write to the result pipe too (it runs in the child): frames must carry this
+        # fork's token, and must be the ones the test being timed can send, or the program fails.
+        self.token = os.urandom(_TOKEN_BYTES)
+        self.tampered = False
         self.loaded = self.program_failed = False
         self.cur = start
         res_r, res_w = os.pipe()
@@ -459,7 +469,7 @@ class _Supervisor:
         if pid == 0:
             os.close(res_r)
             os.close(out_r)
-            _child(job, start, res_w, out_w, devnull)
+            _child(job, start, res_w, out_w, devnull, self.token)
         os.close(res_w)
         os.close(out_w)
         os.set_blocking(res_r, False)
@@ -476,6 +486,12 @@ class _Supervisor:
         self.cpu_check = self.phase_start + self.cpu_s
 
     def _on_frame(self, frame):
+        if self.tampered:
+            return
+        if frame[:_TOKEN_BYTES] != self.token:
+            self.tampered = True
+            return
+        frame = frame[_TOKEN_BYTES:]
         kind = frame[:1]
         if kind == b"L" and not self.loaded and not self.program_failed:
             self.loaded = True
@@ -490,8 +506,8 @@ class _Supervisor:
             if kind == b"D":
                 self.cur += 1
                 self._new_phase()
-        # Anything else (out of order, unknown type) is dropped: only frames for the test being
-        # timed count, so a program cannot report on tests it has not reached.
+        else:  # out of order, a test already ended, unknown type: the harness never sends these
+            self.tampered = True
 
     def _drain(self, fd):
         """Read what is available; False at end of file."""
@@ -530,12 +546,16 @@ class _Supervisor:
                     poller.unregister(fd)
             if res_open:
                 res_open = self._drain(self.res_r)
+            if self.tampered:
+                return "X", {"reason": "tampering"}
             if self.frames.overflow:
                 return "C", {"reason": "protocol", "detail": "result frame over the size cap"}
             if exited:
                 self._drain(self.res_r)
                 self._drain(self.out_r)
                 wstatus = self._reap()
+                if self.tampered:
+                    return "X", {"reason": "tampering"}
                 if self.program_failed or self.cur >= len(self.tests):
                     return None
                 return "C", {"reason": "died", "exit": os.waitstatus_to_exitcode(wstatus)}
@@ -575,6 +595,9 @@ class _Supervisor:
         if verdict is None or self.program_failed:
             return n
         kind, info = verdict
+        if kind == "X":  # nothing this program reports can be trusted: stop here
+            self.host.send(b"X" + json.dumps(info).encode())
+            return n
         if not self.loaded:  # the program itself hung or died: no test can run
             self.host.send(kind.encode() + _K.pack(-1) + json.dumps(info).encode())
             return n

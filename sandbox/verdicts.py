@@ -29,6 +29,7 @@ class JobState:
         self.output = b""
         self.stats: dict = {}
         self.finished = False
+        self.tampered = False
 
     def apply(self, frame: bytes, index: dict[int, int]) -> None:
         kind = frame[:1]
@@ -61,6 +62,8 @@ class JobState:
                     self.deadline_from = index[k]
         elif kind == b"P":
             self.program_exc = _json(frame[1:])
+        elif kind == b"X":
+            self.tampered = True
         elif kind == b"O":
             self.output = frame[1:]
         elif kind == b"Z":
@@ -79,6 +82,8 @@ def _json(b: bytes) -> dict:
 def judge(plan: TestPlan, st: JobState, i: int) -> TestResult:
     if plan.mode == "invalid":
         return TestResult("error", "invalid_test", plan.error)
+    if st.tampered:  # even tests that passed before: the program forges results
+        return TestResult("failed", "tampering", "the program wrote to the sandbox's result channel")
     if st.verdict[i] is not None:
         return st.verdict[i]  # type: ignore[return-value]
     exc = st.exc[i]

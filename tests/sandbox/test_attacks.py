@@ -113,6 +113,44 @@ ATTACKS = [
                     pass
         def add(a, b): return None
         """), GOOD_TESTS, not_passed),
+    # The program knows the frame format (it is open source) and writes frames for the test being
+    # run from inside the call, before the harness's own: values, the end of the test, then the exit.
+    ("forge_frames_inside_the_call", ded("""
+        import os, struct, json
+        def frame(b): return struct.pack(">I", len(b)) + b
+        calls = [0]
+        def add(a, b):
+            k = calls[0]; calls[0] += 1
+            for fd in range(3, 12):
+                for tok in (b"", bytes(16)):
+                    try:
+                        os.write(fd, frame(tok + b"V" + struct.pack(">IH", k, 0) + json.dumps(a + b).encode()))
+                        os.write(fd, frame(tok + b"D" + struct.pack(">I", k)))
+                    except OSError:
+                        pass
+            return None
+        """), GOOD_TESTS, lambda r: all(t.status == "failed" and t.reason == "tampering" for t in r.tests)),
+    ("forge_exec_test_end_then_fail", ded("""
+        import os, struct
+        calls = [0]
+        def add(a, b):
+            k = calls[0]; calls[0] += 1
+            try:
+                os.write(3, struct.pack(">I", 5) + b"D" + struct.pack(">I", k))
+            except OSError:
+                pass
+            return None
+        """), ["x = add(1, 2)\nassert x == 3", "for i in range(2):\n    assert add(i, i) == 2 * i"],
+     lambda r: all(t.status == "failed" and t.reason == "tampering" for t in r.tests)),
+    ("forge_frames_then_exit", ded("""
+        import os, struct, json
+        def frame(b): return struct.pack(">I", len(b)) + b
+        def add(a, b):
+            for k in range(3):
+                os.write(3, frame(b"V" + struct.pack(">IH", k, 0) + json.dumps(3).encode()))
+                os.write(3, frame(b"D" + struct.pack(">I", k)))
+            os._exit(0)
+        """), GOOD_TESTS, not_passed),
     ("read_expected_from_frames", ded("""
         import sys, gc
         def f():
