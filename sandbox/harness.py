@@ -469,7 +469,8 @@ class _Supervisor:
         if pid == 0:
             os.close(res_r)
             os.close(out_r)
-            _child(job, start, res_w, out_w, devnull, self.token)
+            # the child's copy of this object forgets the token: it lives on only where send() needs it
+            _child(job, start, res_w, out_w, devnull, self.__dict__.pop("token"))
         os.close(res_w)
         os.close(out_w)
         os.set_blocking(res_r, False)
