@@ -8,6 +8,7 @@
 Prints programs/s and tests/s for each and the ratios against naive and mp.
 
     python benchmarks/sandbox_throughput.py [--workers 2] [--limit N] [--naive-limit N] [--data ../shared/data]
+                                            [--python /usr/bin/python3.11]
 """
 from __future__ import annotations
 
@@ -59,8 +60,11 @@ def naive_one_test(cfg: SandboxConfig, job: Job, test: str) -> bool:
             os.close(fd)
 
 
+CONFIG = SandboxConfig()  # --python sets the interpreter of naive and ours
+
+
 def run_naive(jobs: list[Job], workers: int) -> tuple[float, int, int]:
-    cfg = SandboxConfig()
+    cfg = CONFIG
     t0 = time.perf_counter()
     with ThreadPoolExecutor(workers) as ex:
         per_job = list(ex.map(lambda j: all(naive_one_test(cfg, j, t) for t in j.tests), jobs))
@@ -104,7 +108,7 @@ LAST_RESULTS: list = []
 
 
 def run_ours(jobs: list[Job], workers: int) -> tuple[float, int, int]:
-    with SandboxPool(workers=workers) as pool:
+    with SandboxPool(CONFIG, workers=workers) as pool:
         pool.run_many(jobs[:20])  # warm-up: the pool's own start-up is not throughput
         t0 = time.perf_counter()
         results = pool.run_many(jobs)
@@ -131,10 +135,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--python", help="interpreter inside the sandbox (default: this one's base interpreter)")
     ap.add_argument("--limit", type=int, default=0, help="programs for ours and mp (0: all 974)")
     ap.add_argument("--naive-limit", type=int, default=200, help="programs for the naive executor (it is slow)")
     ap.add_argument("--json", help="also write the figures here")
     args = ap.parse_args()
+    CONFIG.python = args.python
     jobs = load_mbpp(Path(os.environ.get("ACECODER_DATA_DIR", args.data)))
     jobs = jobs[: args.limit] if args.limit else jobs
     # the naive executor gets an evenly spread subset of the same programs

@@ -7,6 +7,7 @@ tests it had not reported are failed with a status that says why.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -283,7 +284,7 @@ class SandboxPool:
     """
 
     def __init__(self, config: SandboxConfig | None = None, **overrides: object):
-        cfg = config or SandboxConfig()
+        cfg = dataclasses.replace(config) if config is not None else SandboxConfig()  # overrides stay ours
         for k, v in overrides.items():
             if not hasattr(cfg, k):
                 raise TypeError(f"unknown sandbox option {k!r}")
