@@ -97,6 +97,8 @@ class TrainConfig:
     eps_clip_high: float = opt(0.0, "upper ratio clip (0: use --eps_clip)")
     reward_clip_range: float = opt(10.0, "clip the (baselined) reward to [-x, x]")
     logprob_chunk_size: int = opt(1024, "tokens per chunk when computing log-probs (bounds logits memory)")
+    packing_samples: bool = opt(False, "pack each micro-batch into one row without padding (position ids; "
+                                       "varlen attention under flash_attention_2, block masks under sdpa)")
     seed: int = opt(42, "seed of everything (data order, sampling, init)")
     actor_num_nodes: int = opt(1, "nodes for the policy")
     actor_num_gpus_per_node: int = opt(1, "GPUs per node for the policy (0: CPU)")

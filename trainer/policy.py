@@ -53,17 +53,36 @@ class TokenLogProbs(torch.nn.Module):
     """The causal LM as DeepSpeed runs it: returns log p(token) of the last ``num_actions`` tokens at
     a temperature. Logits are never materialised for more than ``chunk`` tokens per row at once (full
     vocabulary fp32 logits of a long RL batch would not fit), and with ``checkpoint_chunks`` each
-    chunk's logits are recomputed in the backward pass instead of being kept."""
+    chunk's logits are recomputed in the backward pass instead of being kept.
 
-    def __init__(self, lm: torch.nn.Module):
+    With ``packed``, the rows' real tokens are concatenated into one row with positions restarting at
+    each sequence and no attention mask: transformers then keeps the sequences apart (varlen kernels
+    under flash_attention_2, block-diagonal masks under sdpa/eager), and no compute goes to padding."""
+
+    def __init__(self, lm: torch.nn.Module, packed: bool = False):
         super().__init__()
         self.lm = lm
+        self.packed = packed
+
+    def _hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_actions: int) -> torch.Tensor:
+        """Hidden states at the positions that predict the last ``num_actions`` tokens, [n, T, H]."""
+        backbone = getattr(self.lm, self.lm.base_model_prefix)
+        positions = position_ids(attention_mask)
+        if not self.packed:
+            return backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                            use_cache=False).last_hidden_state[:, -num_actions - 1:-1]
+        keep = attention_mask.bool()
+        flat = backbone(input_ids=input_ids[keep][None], attention_mask=None, use_cache=False,
+                        position_ids=positions[keep][None]).last_hidden_state[0]
+        # (use_cache=False matters: with a cache, transformers does not look for packed positions.)
+        # Where each padded position's token sits in the packed row; padding maps to a neighbour,
+        # which only ever lands under a zero action mask.
+        index = (keep.flatten().long().cumsum(0) - 1).clamp(min=0).view_as(keep)
+        return flat[index[:, -num_actions - 1:-1]]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_actions: int, temperature: float,
                 chunk: int, checkpoint_chunks: bool = False, want_entropy: bool = False):
-        backbone = getattr(self.lm, self.lm.base_model_prefix)
-        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask,
-                          position_ids=position_ids(attention_mask)).last_hidden_state[:, -num_actions - 1:-1]
+        hidden = self._hidden(input_ids, attention_mask, num_actions)
         labels = input_ids[:, -num_actions:]
         head = self.lm.get_output_embeddings()
 
@@ -141,7 +160,7 @@ class PolicyWorker:
         else:
             model.requires_grad_(False)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=TokenLogProbs(model), optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+            model=TokenLogProbs(model, packed=t.packing_samples), optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
         self.lm = self.engine.module.lm  # the Hugging Face model: names, saving, weight sync
         if not train:
             self.engine.eval()

@@ -4,8 +4,8 @@ Items 1 and 2 of issue 6: a batch of completions with mixed prompt and response 
 rollout returns them), then (a) the log-prob pass of the policy and of the frozen reference, and
 (b) optimizer steps with the Reinforce++ loss, each as tokens/s over the real (non-pad) tokens and as
 model-FLOPs utilisation against the H100's bf16 peak (training counted as 3 forward passes: the
-recomputation of gradient checkpointing is not useful work). The padding share shows what packing
-would save. Runs without Ray: the worker class is plain.
+recomputation of gradient checkpointing is not useful work). The padding share is what
+``--packing_samples`` saves: run it both ways. Runs without Ray: the worker class is plain.
 
     python benchmarks/gpu/policy_throughput.py --shape 1.5b            # on a GPU
     python benchmarks/gpu/policy_throughput.py --shape toy --batch 4 --micro_batch 2 \
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--response_len", type=span, default=(64, 2048), help="min,max response tokens")
     ap.add_argument("--steps", type=int, default=3, help="timed optimizer steps (after one warm-up step)")
     ap.add_argument("--no_gradient_checkpointing", action="store_true")
+    ap.add_argument("--packing_samples", action="store_true", help="pack micro-batches (no padding compute)")
     ap.add_argument("--work_dir", type=Path, default=Path("/tmp/acecoder_gpu_bench"))
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args(argv)
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     model_dir = build_model_dir(args.shape, args.work_dir / args.shape, dtype)
     cfg = RLConfig()
     cfg.model.gradient_checkpointing = not args.no_gradient_checkpointing
+    cfg.train.packing_samples = args.packing_samples
     cfg.train.zero_stage = args.zero_stage
     cfg.train.actor_num_gpus_per_node = 1 if device == "cuda" else 0
     cfg.train.train_batch_size, cfg.train.micro_train_batch_size = args.batch, args.micro_batch
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     print(f"policy throughput: {args.shape} shape, ZeRO-{args.zero_stage}, {dtype}, {len(exp)} samples "
           f"(prompts {args.prompt_len}, responses {args.response_len}), micro-batch {args.micro_batch}, "
-          f"gradient checkpointing {cfg.model.gradient_checkpointing}\n{describe(device)}")
+          f"gradient checkpointing {cfg.model.gradient_checkpointing}, packing {args.packing_samples}\n"
+          f"{describe(device)}")
     print(table(rows, ["phase", "seconds", "real tokens/s", "padding %", "MFU %"]))
     if device == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")

@@ -27,6 +27,8 @@ for shape in "${shapes[@]}"; do
     policy=(); gen=(); rm=()
   fi
   python3 benchmarks/gpu/policy_throughput.py --shape "$shape" "${toy[@]}" "${policy[@]}" --json "$OUT/policy_$shape.json"
+  python3 benchmarks/gpu/policy_throughput.py --shape "$shape" "${toy[@]}" "${policy[@]}" --packing_samples \
+    --json "$OUT/policy_packed_$shape.json"
   python3 benchmarks/gpu/generation_throughput.py --shape "$shape" "${toy[@]}" "${gen[@]}" --json "$OUT/generation_$shape.json"
   python3 benchmarks/gpu/rm_scoring.py --shape "$shape" "${toy[@]}" "${rm[@]}" --json "$OUT/rm_$shape.json"
 done

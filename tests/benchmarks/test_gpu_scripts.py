@@ -21,6 +21,8 @@ def test_run_all_at_toy_size_on_cpu(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     policy = {r["phase"]: r for r in json.loads((tmp_path / "policy_toy.json").read_text())}
     assert set(policy) == {"policy log-probs", "reference log-probs", "train step"}
+    packed = {r["phase"]: r for r in json.loads((tmp_path / "policy_packed_toy.json").read_text())}
+    assert set(packed) == set(policy)
     generation = json.loads((tmp_path / "generation_toy.json").read_text())
     assert [r["prompts"] for r in generation] == [2, 4]
     rm = json.loads((tmp_path / "rm_toy.json").read_text())

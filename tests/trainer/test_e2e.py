@@ -32,7 +32,9 @@ def test_two_steps_with_a_custom_reward_plugin(ray_local, tiny_model, tiny_recor
     log_dir = tmp_path / "plugin"
     log_dir.mkdir()
     spec = "tests.trainer.plugin_rewards:CallLog"
-    history = run(base_args(tiny_model, tiny_records, tmp_path / "out",
+    # packed micro-batches here (the other trainer tests run padded): the engine's log-probs must
+    # still agree with the policy's after the weight sync
+    history = run(base_args(tiny_model, tiny_records, tmp_path / "out", "--packing_samples", "true",
                             "--reward", f"tests,{spec}", "--reward_weights", "1.0,0.5",
                             "--reward_kwargs", json.dumps({spec: {"log_dir": str(log_dir)}})))
     assert [h["step"] for h in history] == [1, 2]

@@ -29,8 +29,9 @@ def reference_log_probs(model, exp, temperature):
     return lp.gather(-1, exp.sequences[:, -T:].unsqueeze(-1)).squeeze(-1) * exp.action_mask
 
 
-def worker(tiny_model, stage, port):
+def worker(tiny_model, stage, port, packed=False):
     cfg = RLConfig()
+    cfg.train.packing_samples = packed
     cfg.model.pretrain = tiny_model
     cfg.model.gradient_checkpointing = False
     cfg.train.zero_stage = stage
@@ -41,8 +42,9 @@ def worker(tiny_model, stage, port):
     return PolicyWorker(cfg, tiny_model, train=True, total_steps=10, master_port=port)
 
 
-@pytest.mark.parametrize("stage", [2, 3])
-def test_log_probs_and_one_accumulated_step_match_plain_pytorch(tiny_model, stage):
+@pytest.mark.parametrize("stage, packed", [(2, False), (3, False), (2, True), (3, True)])
+def test_log_probs_and_one_accumulated_step_match_plain_pytorch(tiny_model, stage, packed):
+    """Packed micro-batches (one row, no padding) must give the padded path's numbers exactly."""
     from transformers import AutoTokenizer
 
     pad = AutoTokenizer.from_pretrained(tiny_model).pad_token_id
@@ -50,7 +52,7 @@ def test_log_probs_and_one_accumulated_step_match_plain_pytorch(tiny_model, stag
     ref_model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa")
     with torch.no_grad():
         ref_lp = reference_log_probs(ref_model, exp, 0.7)
-    w = worker(tiny_model, stage, free_port())
+    w = worker(tiny_model, stage, free_port(), packed)
     lp = w.compute_log_probs(exp, 0.7)
     assert torch.allclose(lp, ref_lp, atol=1e-5)
 
