@@ -22,13 +22,17 @@ for shape in "${shapes[@]}"; do
     policy=(--batch 4 --micro_batch 2 --prompt_len 8,16 --response_len 4,24 --steps 1)
     gen=(--prompts 2,4 --prompt_len 8 --new_tokens 8)
     rm=(--sequences 8 --seq_len 32 --batch_sizes 2,4)
+    step=(--prompts 2 --n 2 --prompt_len 8 --new_tokens 8 --sandbox_workers 2)
     toy=(--device cpu)
   else
-    policy=(); gen=(); rm=()
+    policy=(); gen=(); rm=(); step=()
   fi
   python3 benchmarks/gpu/policy_throughput.py --shape "$shape" "${toy[@]}" "${policy[@]}" --json "$OUT/policy_$shape.json"
   python3 benchmarks/gpu/policy_throughput.py --shape "$shape" "${toy[@]}" "${policy[@]}" --packing_samples \
     --json "$OUT/policy_packed_$shape.json"
   python3 benchmarks/gpu/generation_throughput.py --shape "$shape" "${toy[@]}" "${gen[@]}" --json "$OUT/generation_$shape.json"
   python3 benchmarks/gpu/rm_scoring.py --shape "$shape" "${toy[@]}" "${rm[@]}" --json "$OUT/rm_$shape.json"
+  if [ "$shape" != 1.5b ]; then  # issue 6 asks for the step at the 0.5B shape
+    python3 benchmarks/gpu/rl_step.py --shape "$shape" "${toy[@]}" "${step[@]}" --json "$OUT/rl_step_$shape.json"
+  fi
 done

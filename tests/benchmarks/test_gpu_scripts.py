@@ -27,6 +27,10 @@ def test_run_all_at_toy_size_on_cpu(tmp_path):
     assert [r["prompts"] for r in generation] == [2, 4]
     rm = json.loads((tmp_path / "rm_toy.json").read_text())
     assert [r["batch size"] for r in rm] == [2, 4]
+    step = {r["phase"]: r for r in json.loads((tmp_path / "rl_step_toy.json").read_text())}
+    assert set(step) == {"generate", "reward (sandbox)", "policy log-probs", "reference log-probs", "advantages",
+                         "train", "weight sync", "step"}
+    assert sum(r["seconds"] for k, r in step.items() if k != "step") == pytest.approx(step["step"]["seconds"])
     values = [r["real tokens/s"] for r in policy.values()] + [r["ours tokens/s"] for r in generation] + \
         [r["plain generate tokens/s"] for r in generation] + [r["sequences/s"] for r in rm]
     assert all(math.isfinite(v) and v > 0 for v in values), values
