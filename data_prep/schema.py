@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 
 from data_prep.io import RecordError, iter_records
 
-__all__ = ["AceCodeRecord", "Inference", "RecordError", "load_acecode", "validate_record"]
+__all__ = ["AceCodeRecord", "Inference", "RecordError", "load_acecode", "task_tests", "validate_record"]
 
 _OPTIONAL_STR = ("test_setup", "entry_point", "program", "canonical_solution")
 _KNOWN = {"id", "source", "question", "test_cases", "tests", "inferences", "context_messages",
@@ -97,6 +97,18 @@ def _str_list(v: Any, fail: Callable[[str], RecordError], allow_empty: bool) -> 
         if not item.strip():
             raise fail(f"item {i} is an empty string")
     return list(v)
+
+
+def task_tests(raw: dict, path: str | os.PathLike, line: int | None) -> list[str]:
+    """What RL prompts and evaluation tasks need of a record, checked: string ``id`` and ``question``;
+    returns its non-empty ``test_cases`` (or ``tests``). The rest of the schema is not required."""
+    for key in ("id", "question"):
+        if not isinstance(raw.get(key), str):
+            raise RecordError(str(path), line, key, "must be a string")
+    tests = raw.get("test_cases", raw.get("tests"))
+    if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
+        raise RecordError(str(path), line, "test_cases", "must be a non-empty list of strings")
+    return tests
 
 
 def validate_record(raw: dict, path: str | os.PathLike = "<record>", line: int | None = None) -> AceCodeRecord:

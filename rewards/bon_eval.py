@@ -35,7 +35,8 @@ import subprocess
 import sys
 import time
 
-from data_prep.io import AppendWriter, RecordError, atomic_write_text, iter_records, write_records
+from data_prep.io import AppendWriter, atomic_write_text, iter_records, write_records
+from data_prep.schema import task_tests
 from rewards.bon import format_table, select_best, summarize
 from rewards.extract import extract_code
 
@@ -110,13 +111,7 @@ def load_tasks(spec: str, args) -> tuple[str, list[dict]]:
     if path:
         recs = []
         for line, rec in iter_records(path):
-            for key in ("id", "question"):
-                if not isinstance(rec.get(key), str):
-                    raise RecordError(path, line, key, "must be a string")
-            tests = rec.get("test_cases", rec.get("tests"))
-            if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
-                raise RecordError(path, line, "test_cases", "must be a non-empty list of strings")
-            recs.append({**rec, "test_cases": tests})
+            recs.append({**rec, "test_cases": task_tests(rec, path, line)})
     else:
         from data_prep.benchmarks import load_benchmark
         recs = [r.to_dict() for r in load_benchmark(name, args.data_dir)]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from data_prep.io import RecordError, iter_records
+from data_prep.schema import task_tests
 
 from .config import DataConfig
 from .experience import PromptItem
@@ -27,12 +28,7 @@ def load_prompts(path: str, tokenizer, cfg: DataConfig) -> list[PromptItem]:
     seen: dict[str, int] = {}
     too_long = 0
     for line, rec in iter_records(path):
-        for key in ("id", "question"):
-            if not isinstance(rec.get(key), str):
-                raise RecordError(path, line, key, "must be a string")
-        tests = rec.get("test_cases", rec.get("tests"))
-        if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
-            raise RecordError(path, line, "test_cases", "must be a non-empty list of strings")
+        tests = task_tests(rec, path, line)
         if rec["id"] in seen:
             raise RecordError(path, line, "id", f"duplicate id {rec['id']!r} (first at line {seen[rec['id']]})")
         seen[rec["id"]] = line

@@ -137,3 +137,16 @@ def test_parquet_errors_name_the_row(tmp_path):
     write_records(p, [rec(id="a"), rec(id="a")])
     with pytest.raises(RecordError, match="first seen at row 1"):
         list(load_acecode(p))
+
+
+def test_task_tests_checks_what_rl_and_evaluation_need(tmp_path):
+    from data_prep.schema import task_tests
+
+    assert task_tests({"id": "a", "question": "q", "tests": ["assert 1"]}, "f.jsonl", 3) == ["assert 1"]
+    for rec, field in (({"question": "q", "test_cases": ["assert 1"]}, "id"),
+                       ({"id": "a", "question": 5, "test_cases": ["assert 1"]}, "question"),
+                       ({"id": "a", "question": "q", "test_cases": []}, "test_cases"),
+                       ({"id": "a", "question": "q", "test_cases": ["assert 1", 2]}, "test_cases")):
+        with pytest.raises(RecordError) as e:
+            task_tests(rec, "f.jsonl", 7)
+        assert "f.jsonl" in str(e.value) and "7" in str(e.value) and field in str(e.value)
