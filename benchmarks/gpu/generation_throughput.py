@@ -11,13 +11,12 @@ tokens per second for each prompt count. The vLLM engine has its own proof (issu
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from pathlib import Path
 
 import torch
 
-from shapes import FIRST_PLAIN_ID, SHAPES, build_model_dir, describe, device_and_dtype, table, timed
+from shapes import FIRST_PLAIN_ID, SHAPES, build_model_dir, device_and_dtype, report, timed
 
 
 def plain_generate(model, prompts: list[list[int]], new_tokens: int, pad_id: int) -> int:
@@ -62,12 +61,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                    device)
         base = made / dt_plain
         rows.append({"prompts": n, "ours tokens/s": ours, "plain generate tokens/s": base, "ours / plain": ours / base})
-    print(f"generation throughput: {args.shape} shape, {dtype}, prompts of {args.prompt_len} tokens, "
-          f"{args.new_tokens} new tokens, 1 sample each\n{describe(device)}")
-    print(table(rows, ["prompts", "ours tokens/s", "plain generate tokens/s", "ours / plain"]))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return rows
+    title = (f"generation throughput: {args.shape} shape, {dtype}, prompts of {args.prompt_len} tokens, "
+             f"{args.new_tokens} new tokens, 1 sample each")
+    return report(title, device, rows, ["prompts", "ours tokens/s", "plain generate tokens/s", "ours / plain"],
+                  args.json)
 
 
 if __name__ == "__main__":

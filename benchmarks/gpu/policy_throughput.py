@@ -14,13 +14,12 @@ recomputation of gradient checkpointing is not useful work). The padding share i
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
-from shapes import (H100_BF16_PEAK, SHAPES, build_model_dir, describe, device_and_dtype, flops_per_token,
-                    rl_batch, table, timed)
+from shapes import (H100_BF16_PEAK, SHAPES, build_model_dir, device_and_dtype, flops_per_token, report, rl_batch,
+                    timed)
 
 
 def span(text: str) -> tuple[int, int]:
@@ -83,16 +82,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     _, dt = timed(lambda: [policy.train_steps([exp], [actions], 1.0) for _ in range(args.steps)], device)
     row("train step", dt / args.steps, 3)
 
-    print(f"policy throughput: {args.shape} shape, ZeRO-{args.zero_stage}, {dtype}, {len(exp)} samples "
-          f"(prompts {args.prompt_len}, responses {args.response_len}), micro-batch {args.micro_batch}, "
-          f"gradient checkpointing {cfg.model.gradient_checkpointing}, packing {args.packing_samples}\n"
-          f"{describe(device)}")
-    print(table(rows, ["phase", "seconds", "real tokens/s", "padding %", "MFU %"]))
-    if device == "cuda":
-        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return rows
+    title = (f"policy throughput: {args.shape} shape, ZeRO-{args.zero_stage}, {dtype}, {len(exp)} samples "
+             f"(prompts {args.prompt_len}, responses {args.response_len}), micro-batch {args.micro_batch}, "
+             f"gradient checkpointing {cfg.model.gradient_checkpointing}, packing {args.packing_samples}")
+    return report(title, device, rows, ["phase", "seconds", "real tokens/s", "padding %", "MFU %"], args.json)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,13 @@ optimizer steps, and the weights go to the engine in buckets. Prints each phase'
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import time
 from pathlib import Path
 
 import torch
 
-from shapes import FIRST_PLAIN_ID, SHAPES, build_model_dir, describe, device_and_dtype, sync, table
+from shapes import FIRST_PLAIN_ID, SHAPES, build_model_dir, device_and_dtype, report, sync
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -101,14 +100,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = [{"phase": k, "seconds": v, "share %": 100 * v / total} for k, v in timing.items()]
     rows.append({"phase": "step", "seconds": total, "share %": 100.0})
     tokens = int(exp.action_mask.sum())
-    print(f"one RL step: {args.shape} shape, {dtype}, {args.prompts} prompts x {args.n} samples, prompts of "
-          f"{args.prompt_len} tokens, up to {args.new_tokens} new ({tokens} generated, "
-          f"{tokens / timing['generate']:.0f} tokens/s), ZeRO-{args.zero_stage}, packing {args.packing_samples}\n"
-          f"{describe(device)}")
-    print(table(rows, ["phase", "seconds", "share %"]))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return rows
+    title = (f"one RL step: {args.shape} shape, {dtype}, {args.prompts} prompts x {args.n} samples, prompts of "
+             f"{args.prompt_len} tokens, up to {args.new_tokens} new ({tokens} generated, "
+             f"{tokens / timing['generate']:.0f} tokens/s), ZeRO-{args.zero_stage}, packing {args.packing_samples}")
+    return report(title, device, rows, ["phase", "seconds", "share %"], args.json)
 
 
 if __name__ == "__main__":

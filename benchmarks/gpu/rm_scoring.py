@@ -9,12 +9,11 @@ value head) scores (question, program) pairs of about ``--seq_len`` tokens, at s
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import string
 from pathlib import Path
 
-from shapes import SHAPES, build_model_dir, describe, device_and_dtype, table, timed
+from shapes import SHAPES, build_model_dir, device_and_dtype, report, timed
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -46,12 +45,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         assert len(scores) == len(pairs)
         tokens = sum(len(encode_for_scoring(scorer.tokenizer, q, p, scorer.max_length)) for q, p in pairs)
         rows.append({"batch size": bs, "sequences/s": len(pairs) / dt, "tokens/s": tokens / dt})
-    print(f"reward-model scoring: {args.shape} backbone, {dtype}, {args.sequences} sequences of ~{args.seq_len} "
-          f"tokens\n{describe(device)}")
-    print(table(rows, ["batch size", "sequences/s", "tokens/s"]))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-    return rows
+    title = (f"reward-model scoring: {args.shape} backbone, {dtype}, {args.sequences} sequences of "
+             f"~{args.seq_len} tokens")
+    return report(title, device, rows, ["batch size", "sequences/s", "tokens/s"], args.json)
 
 
 if __name__ == "__main__":

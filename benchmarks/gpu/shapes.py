@@ -5,6 +5,7 @@ Models are built from a config with random weights (no hub access): the publishe
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -95,6 +96,17 @@ def describe(device: str) -> str:
 
     what = torch.cuda.get_device_name() if device == "cuda" else f"CPU ({os.cpu_count()} cores)"
     return f"{what}; torch {torch.__version__}, transformers {transformers.__version__}; {time.strftime('%Y-%m-%d')}"
+
+
+def report(title: str, device: str, rows: list[dict], cols: list[str], json_path: Path | None) -> list[dict]:
+    """Print the title, the machine, the table (and peak GPU memory); write the rows as JSON if asked."""
+    print(f"{title}\n{describe(device)}")
+    print(table(rows, cols))
+    if device == "cuda":
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
+    if json_path:
+        json_path.write_text(json.dumps(rows, indent=2))
+    return rows
 
 
 def table(rows: list[dict], cols: list[str]) -> str:
