@@ -22,7 +22,8 @@ _STEP = re.compile(r"^step_(\d{6,})$")
 # options that may change between a run and its resumption
 RESUMABLE_CHANGES = {"resume", "max_steps", "save_steps", "max_ckpt_num", "logging_steps", "eval_steps",
                      "use_tensorboard", "use_wandb", "stop_at_eval_pass_rate", "wandb_project", "wandb_run_name", "progress_bar",
-                     "reward_timeout_s", "reward_retries", "save_hf_model", "num_episodes"}
+                     "reward_timeout_s", "reward_retries", "save_hf_model", "num_episodes",
+                     "packing_samples", "logprob_chunk_size"}  # layout of the same computation
 
 
 def ckpt_root(save_path: str) -> Path:
@@ -83,9 +84,12 @@ def load_state(path: Path) -> dict[str, Any]:
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    """Options whose values differ, excluding those that may change on resumption."""
+    """Options whose values differ, excluding those that may change on resumption. An option the
+    checkpoint does not know came with a newer version of the trainer: it does not block resuming."""
     out = []
     for k in sorted(set(saved) | set(current)):
+        if k not in saved:
+            continue
         a, b = saved.get(k), current.get(k)
         if isinstance(a, dict) and isinstance(b, dict):
             out += config_differences(a, b, f"{prefix}{k}.")

@@ -51,3 +51,11 @@ def test_config_differences_name_the_options():
     now = {"train": {"actor_learning_rate": 2e-6, "max_steps": 20}, "rollout": {"temperature": 1.0}}
     diffs = ckpt.config_differences(saved, now)
     assert diffs == ["train.actor_learning_rate: checkpoint has 1e-06, now 2e-06"]  # max_steps may change
+    # an option newer than the checkpoint, and packing (the same numbers, laid out differently), do not block
+    now["train"].update(actor_learning_rate=1e-6, packing_samples=True)
+    assert ckpt.config_differences(saved, now) == []
+    saved["train"]["packing_samples"] = False
+    assert ckpt.config_differences(saved, now) == []
+    # an option the checkpoint has and this trainer lost still counts
+    assert ckpt.config_differences({"train": {"gamma": 1.0}}, {"train": {}}) == [
+        "train.gamma: checkpoint has 1.0, now None"]
