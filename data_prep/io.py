@@ -73,6 +73,23 @@ def read_records(path: str | os.PathLike) -> list[dict]:
     return [rec for _, rec in iter_records(path)]
 
 
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a directory's entries (a rename into it, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: str | os.PathLike) -> None:
+    """Every file under ``root``, then every directory: durable before a checkpoint is made current."""
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            fsync_dir(os.path.join(dirpath, name))  # an O_RDONLY fsync works for files too
+        fsync_dir(dirpath)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a whole file so that readers see either the old or the new content, never half."""
     path = str(path)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from data_prep.io import atomic_write_text
+from data_prep.io import atomic_write_text, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +41,6 @@ def _rank() -> int:
 def _barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def complete_checkpoints(root: str) -> list[tuple[int, str]]:
@@ -115,7 +107,7 @@ def save(engine, root: str, step: int, trainer_state: dict, max_keep: int) -> st
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
         for _, path in complete_checkpoints(root)[:-max_keep] if max_keep > 0 else []:
             shutil.rmtree(path, ignore_errors=True)
     _barrier()

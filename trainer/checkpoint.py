@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from data_prep.io import fsync_dir, fsync_tree
+
 _STEP = re.compile(r"^step_(\d{6,})$")
 # options that may change between a run and its resumption
 RESUMABLE_CHANGES = {"resume", "max_steps", "save_steps", "max_ckpt_num", "logging_steps", "eval_steps",
@@ -64,13 +66,13 @@ def staging_dir(save_path: str, step: int) -> Path:
 def commit(tmp: Path, save_path: str, step: int, state: dict[str, Any], max_keep: int) -> Path:
     """Write the trainer state and the COMPLETE marker, rename into place, then rotate."""
     torch.save(state, tmp / "trainer_state.pt")
-    _fsync_tree(tmp)
+    fsync_tree(tmp)
     (tmp / "COMPLETE").write_text(f"step {step}\n")
     final = ckpt_root(save_path) / f"step_{step:06d}"
     if final.exists():  # an older attempt at the same step: replace it only now
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     for old in complete_checkpoints(save_path)[:-max_keep]:
         shutil.rmtree(old, ignore_errors=True)
     for stale in ckpt_root(save_path).glob(".tmp-step_*"):  # leftovers of crashed saves
@@ -96,22 +98,3 @@ def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str
         elif k not in RESUMABLE_CHANGES and a != b:
             out.append(f"{prefix}{k}: checkpoint has {a!r}, now {b!r}")
     return out
-
-
-def _fsync_tree(root: Path) -> None:
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        _fsync_dir(Path(dirpath))
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
