@@ -214,11 +214,15 @@ class VLLMEngine(RolloutEngine):
     def wake_up(self, tags: list[str] | None = None) -> None:
         self.llm.wake_up(tags=tags)
 
-    def close(self) -> None:
-        """Shut the engine core (and its worker processes) down now rather than at garbage collection."""
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Shut the engine core (and its worker processes) down now rather than at garbage collection.
+
+        vLLM's default grace period (5 s) is shorter than its executor's own wait for workers (5 s,
+        then SIGTERM and 4 s more), so on a busy machine the engine core was killed before it could
+        unlink its shared-memory queues; ``timeout_s`` lets it finish its teardown."""
         llm = self.__dict__.pop("llm", None)
         if llm is not None:
-            llm.llm_engine.engine_core.shutdown()
+            llm.llm_engine.engine_core.shutdown(timeout=timeout_s)
 
 
 def init_policy_weight_sync_group(master_address: str, master_port: int, world_size: int,
