@@ -60,7 +60,7 @@ class TransformersEngine(RolloutEngine):
             gen = self._generator
         else:
             gen = torch.Generator(device=self.device).manual_seed(params.seed)
-        stop_ids = self.eos_token_ids | set(params.stop_token_ids)
+        stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else self.eos_token_ids)
         rows = [(pi, si, tuple(int(t) for t in p)) for pi, p in enumerate(prompts) for si in range(params.n)]
         out: list[Completion] = []
         for chunk in self._chunks(rows, params.max_new_tokens):

@@ -11,7 +11,7 @@ vLLM 0.32 APIs relied on (paths inside the wheel, read from its source):
   ``generation_config``, ``worker_extension_cls``, ``kv_cache_memory_bytes``, ``enable_sleep_mode``.
 - ``LLM.generate(prompts, sampling_params, use_tqdm=False)``: a list of ``vllm.TokensPrompt``
   (``prompt_token_ids``) and one ``vllm.SamplingParams`` per prompt; outputs come back in input order.
-- ``SamplingParams(n, temperature, top_p, max_tokens, seed, logprobs=0, stop_token_ids,
+- ``SamplingParams(n, temperature, top_p, max_tokens, seed, logprobs=0, stop_token_ids, ignore_eos,
   detokenize=False, flat_logprobs=True)`` (sampling_params.py). With ``n > 1`` and a seed, child
   ``i`` samples with ``seed + i`` (v1/engine/parallel_sampling.py), so prompt ``p`` gets base seed
   ``seed + p * n`` here and no two samples share one. ``max_tokens`` must be >= 1.
@@ -142,8 +142,8 @@ class VLLMEngine(RolloutEngine):
         sampling = [self._vllm.SamplingParams(
             n=params.n, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_new_tokens,
             seed=None if params.seed is None else params.seed + i * params.n, logprobs=0,
-            stop_token_ids=list(params.stop_token_ids) or None, detokenize=False, flat_logprobs=True)
-            for i in range(len(prompt_ids))]
+            stop_token_ids=list(params.stop_token_ids) or None, ignore_eos=params.ignore_eos, detokenize=False,
+            flat_logprobs=True) for i in range(len(prompt_ids))]
         requests = [self._vllm.TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids]
         outputs = self.llm.generate(requests, sampling, use_tqdm=False)
         if len(outputs) != len(prompt_ids):
