@@ -56,7 +56,8 @@ def run_vllm(args, model: str, prompts: list[list[int]]) -> dict:
 
     (engine, start_s) = timed(lambda: VLLMEngine(
         model, dtype=args.dtype, seed=0, max_model_len=args.max_model_len, enforce_eager=not args.compile,
-        kv_cache_memory_bytes=int(args.kv_cache_gb * (1 << 30)), num_threads=args.threads))
+        kv_cache_memory_bytes=int(args.kv_cache_gb * (1 << 30)), num_threads=args.threads,
+        cpu_bind=args.cpu_bind))
     ours = SamplingParams(n=args.samples, temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                           seed=0, ignore_eos=True)
     raw = [vllm.SamplingParams(n=args.samples, temperature=args.temperature, max_tokens=args.max_new_tokens,
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    ap.add_argument("--cpu_bind", default="nobind", help="vLLM CPU thread placement: nobind, auto or a core list")
     ap.add_argument("--kv_cache_gb", type=float, default=2.0, help="vLLM CPU KV-cache size")
     ap.add_argument("--max_model_len", type=int, default=1024)
     ap.add_argument("--compile", action="store_true", help="let vLLM compile the model (default: eager)")
@@ -159,7 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
     ours, raw = rates["our VLLMEngine"], rates["raw vllm.LLM.generate"]
     plain = next(r for n, r in rates.items() if n.startswith("plain"))
     print(f"\nengine throughput: {model}\n{args.prompts} MBPP prompts x {args.samples} samples x "
-          f"{args.max_new_tokens} new tokens, T={args.temperature}, {args.dtype}, {args.threads} threads, "
+          f"{args.max_new_tokens} new tokens, T={args.temperature}, {args.dtype}, {args.threads} threads "
+          f"(vLLM bind {args.cpu_bind}), "
           f"load at start {load:.2f}")
     for name, r in rates.items():
         print(f"  {name:38s} {r:9.1f} tokens/s")

@@ -64,6 +64,8 @@ class RolloutConfig:
     vllm_tensor_parallel_size: int = opt(1, "GPUs per vLLM engine")
     vllm_gpu_memory_utilization: float = opt(0.85, "fraction of GPU memory vLLM may take")
     enable_prefix_caching: bool = opt(True, "vLLM prefix caching (reset after every weight sync)")
+    enforce_eager: bool = opt(False, "vLLM without torch.compile / CUDA graphs (faster start; on CPU the "
+                                     "compiled model is rarely worth its start-up time for short runs)")
     vllm_sync_backend: Literal["nccl", "objstore"] = opt("nccl", "weight sync: NCCL broadcast or the Ray object store")
     weight_sync_bucket_mb: int = opt(256, "weights move to the engines in buckets of this size")
     max_logprob_diff: float = opt(0.5, "stale-weights detector: fail when mean |engine - policy| log-prob "

@@ -104,7 +104,8 @@ class Trainer:
             if kind == "vllm":
                 kw.update(tensor_parallel_size=r.vllm_tensor_parallel_size,
                           gpu_memory_utilization=r.vllm_gpu_memory_utilization,
-                          enable_prefix_caching=r.enable_prefix_caching,
+                          enable_prefix_caching=r.enable_prefix_caching, enforce_eager=r.enforce_eager,
+                          max_model_len=cfg.data.prompt_max_len + r.generate_max_len,
                           dtype="bfloat16" if cfg.model.bf16 else "float32")
             else:
                 kw.update(device="cuda" if engine_gpus else "cpu", dtype="bfloat16" if (cfg.model.bf16 and engine_gpus) else "float32")

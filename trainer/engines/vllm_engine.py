@@ -53,8 +53,8 @@ vLLM 0.32 APIs relied on (paths inside the wheel, read from its source):
   ``enable_sleep_mode=True``; the CPU worker logs "sleep mode is not supported on CPU" and does
   nothing, v1/worker/cpu_worker.py).
 - CPU build: the KV cache size comes from ``kv_cache_memory_bytes`` (else ``VLLM_CPU_KVCACHE_SPACE``
-  GiB, else a default share of RAM); OpenMP threads are bound by ``VLLM_CPU_OMP_THREADS_BIND``
-  (``auto``: one thread per core of the process's affinity mask) -- see ``cpu_env`` below. The engine
+  GiB, else a share of all RAM); OpenMP threads follow ``VLLM_CPU_OMP_THREADS_BIND``
+  (utils/ompmultiprocessing.py; see ``cpu_env`` below for why we default to ``nobind``). The engine
   core is started with the ``spawn`` method, so a script that builds an engine needs an
   ``if __name__ == "__main__":`` guard.
 
@@ -65,6 +65,7 @@ a policy process and engine workers, TP > 1, sleep/wake.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from typing import Any, Sequence
@@ -83,15 +84,38 @@ class PromptTooLong(ValueError):
     """A prompt does not fit the engine's max model length (raised before anything is scheduled)."""
 
 
-def cpu_env(num_threads: int | None = None) -> dict[str, str]:
-    """Environment for the CPU build, applied before the engine core is spawned (it reads them at
-    start): OpenMP threads bound to ``num_threads`` cores of this process's affinity mask (vLLM's
-    ``auto`` takes every core of the mask). Values already set by the user win."""
-    env: dict[str, str] = {}
-    if num_threads:
-        cores = sorted(os.sched_getaffinity(0))[:num_threads]
-        env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(c) for c in cores)
-    return {k: v for k, v in env.items() if k not in os.environ}
+def cpu_env(num_threads: int | None = None, bind: str = "nobind") -> dict[str, str]:
+    """Environment for the CPU build's engine core, which reads it when it is spawned.
+
+    vLLM's default (``VLLM_CPU_OMP_THREADS_BIND=auto``) pins one OpenMP thread per physical core and
+    reserves cores for its scheduler process: on a 2-core machine that is ONE thread, pinned to core
+    0, and pinned threads stall each other whenever another process (the policy, the sandbox) runs
+    on their core. ``bind="nobind"`` (our default) leaves ``num_threads`` threads (default: every core
+    of this process's affinity mask) to the kernel's scheduler; ``bind="auto"`` or an explicit list
+    (``"0-1"``) hands placement back to vLLM. A ``VLLM_CPU_OMP_THREADS_BIND`` set by the user wins.
+    """
+    if "VLLM_CPU_OMP_THREADS_BIND" in os.environ:
+        return {}
+    threads = num_threads or len(os.sched_getaffinity(0))
+    env = {"VLLM_CPU_OMP_THREADS_BIND": bind}
+    if bind == "nobind":
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+@contextlib.contextmanager
+def _environment(overrides: dict[str, str]):
+    """Set variables for the engine-core process while it is spawned, then restore this process's."""
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 class VLLMEngine(RolloutEngine):
@@ -99,7 +123,7 @@ class VLLMEngine(RolloutEngine):
                  dtype: str = "bfloat16", seed: int = 0, enable_prefix_caching: bool = True,
                  max_model_len: int | None = None, enforce_eager: bool = False, load_format: str = "auto",
                  weight_sync_timeout_s: float | None = 600.0, kv_cache_memory_bytes: int | None = None,
-                 num_threads: int | None = None, **llm_kwargs: Any):
+                 num_threads: int | None = None, cpu_bind: str = "nobind", **llm_kwargs: Any):
         import vllm
         from vllm.platforms import current_platform
 
@@ -114,14 +138,16 @@ class VLLMEngine(RolloutEngine):
             dtype=dtype, seed=seed, enable_prefix_caching=enable_prefix_caching, max_model_len=max_model_len,
             enforce_eager=enforce_eager, load_format=load_format, kv_cache_memory_bytes=kv_cache_memory_bytes,
             logprobs_mode="processed_logprobs", generation_config="vllm", worker_extension_cls=EXTENSION)
+        env: dict[str, str] = {}
         if self.on_cpu:
             # On CPU, gpu_memory_utilization is the share of all RAM to reserve (0.85 of the machine);
             # an explicit KV-cache size keeps an engine to what rollouts need.
             if kv_cache_memory_bytes is None and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
                 kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
-            os.environ.update(cpu_env(num_threads))
+            env = cpu_env(num_threads, cpu_bind)
         kwargs.update(llm_kwargs)
-        self.llm = vllm.LLM(model_path, **kwargs)
+        with _environment(env):
+            self.llm = vllm.LLM(model_path, **kwargs)
         self.max_model_len = int(self.llm.model_config.max_model_len)
         self._update_open = False  # a layerwise-reload session is between start and finish
 
