@@ -11,7 +11,8 @@ to the test it is timing (any other frame is tampering: the program wrote to the
 whole program fails), relays them to the host (fd 1) and enforces the per-test CPU budget, the
 per-test wall backstop and the per-program deadline from outside the child. If the child dies or
 hangs at test k, test k is reported and a fresh child resumes at k + 1. After every child: kill every
-other process in the namespace, reap them, and wipe the scratch directory.
+other process in the namespace, reap them, and wipe the scratch directory (a scratch that cannot be
+emptied is reported to the host, which restarts this worker).
 
 Frames (both directions): 4-byte big-endian length, then the payload. The first payload byte is
 the frame type. Child -> harness -> host:
@@ -27,11 +28,12 @@ Harness -> host only:
   T <i32 k><json>        test k timed out (k = -1: the program itself, before any test)
   C <i32 k><json>        the child died during test k (k = -1: while running the program)
   O <bytes>              the program's first stdout/stderr bytes (capped)
-  Z <json>               the job is over (CPU time, forks)
+  Z <json>               the job is over (CPU time, forks, scratch entries left after a wipe)
 """
 import builtins
 import collections
 import ctypes
+import errno
 import fcntl
 import gc
 import json
@@ -39,6 +41,7 @@ import os
 import resource
 import select
 import signal
+import stat
 import struct
 import sys
 import time
@@ -333,14 +336,81 @@ class _Host:
         return b"".join(chunks)
 
 
-def _cpu_seconds(pid):
-    """CPU time of a live child (all its threads, plus children it has reaped)."""
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return sum(int(x) for x in fields[11:15]) / _CLK
-    except (OSError, IndexError, ValueError):
-        return 0.0
+def _stat_cpu(pid):
+    """CPU seconds of one process from /proc/<pid>/stat: all its threads, plus the children it reaped."""
+    with open("/proc/%d/stat" % pid, "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / _CLK
+
+
+def _rusage_s(who):
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
+class _CpuClock:
+    """The CPU seconds spent by everything a program started, forked children it never reaps included.
+
+    * With the slot's cgroup (the host passes an open fd to its cpuacct.usage or cpu.stat): the
+      cgroup's usage minus this process's own.
+    * Without, as pid 1: while no pid was allocated in the namespace after the child's (the last
+      field of /proc/loadavg), the child's own clock; otherwise the sum over every process of the
+      namespace but this one, zombies included. Both add the children this process has reaped.
+    * Outside a pid namespace (the unsafe debug mode): the child's own clock only.
+    ``read`` returns None when the clock cannot be read: the caller treats that as an exhausted budget.
+    """
+
+    def __init__(self, cg_fd):
+        self.cg_fd = cg_fd
+        self.ns = os.getpid() == 1
+        self.loadavg = None
+        if cg_fd is None and self.ns:
+            try:
+                self.loadavg = os.open("/proc/loadavg", os.O_RDONLY)
+            except OSError:
+                pass
+        self.ncpu = max(1, _len(os.sched_getaffinity(0)))
+        self.pid = 0
+
+    def start(self, pid):
+        """The reading right after the fork of ``pid`` (its own clock is still 0)."""
+        self.pid = pid
+        if self.cg_fd is not None:
+            return self.read()
+        return _rusage_s(resource.RUSAGE_CHILDREN)
+
+    def others(self):
+        """Whether processes or threads other than the child may have run since it was forked."""
+        if self.cg_fd is not None:
+            return True
+        if not self.ns:
+            return False
+        try:
+            return int(os.pread(self.loadavg, 128, 0).split()[-1]) != self.pid
+        except (OSError, TypeError, ValueError, IndexError):
+            return True
+
+    def read(self):
+        try:
+            if self.cg_fd is not None:
+                text = os.pread(self.cg_fd, 512, 0)
+                if text.startswith(b"usage_usec"):  # v2 cpu.stat
+                    used = int(text.split(None, 2)[1]) / 1e6
+                else:  # v1 cpuacct.usage, in nanoseconds
+                    used = int(text) / 1e9
+                return used - _rusage_s(resource.RUSAGE_SELF)
+            total = _rusage_s(resource.RUSAGE_CHILDREN)
+            if not self.others():
+                return total + _stat_cpu(self.pid)
+            for name in os.listdir("/proc"):
+                if name.isdigit() and name != "1":
+                    try:
+                        total += _stat_cpu(int(name))
+                    except (OSError, IndexError, ValueError):  # gone meanwhile: reaped, so counted where it went
+                        pass
+            return total
+        except (OSError, IndexError, ValueError):
+            return None
 
 
 def _kill_all_others(child_pgid):
@@ -362,36 +432,66 @@ def _kill_all_others(child_pgid):
             return
 
 
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+_wipe_names = iter(range(1 << 62))
+
+
 def _wipe(path):
-    """Empty the scratch directory, whatever permissions the program left on it."""
-    stack = [path]
-    dirs = []
-    while stack:
-        d = stack.pop()
-        if d != path:
-            try:
-                os.chmod(d, 0o700)
-            except OSError:
-                pass
+    """Empty the scratch directory, whatever permissions and depth the program left; return how many
+    entries are left (0: empty). Runs when no process of the program is left, so nothing changes
+    under it. Every call is relative to a directory fd (no path grows with the depth, so PATH_MAX
+    is never reached), and a directory below the top level is moved up to the top before its parent
+    is removed: at most two directories are open at once, however deep the tree."""
+    try:
+        if not os.listdir(path):  # the common case, at the cost of the old absolute-path wipe
+            return 0
+    except OSError:
+        pass
+    try:
+        mode = os.stat(path).st_mode
+        if mode & 0o700 != 0o700:  # the program owns the scratch (user-namespace mode) and closed it
+            os.chmod(path, mode | 0o700)
+        top = os.open(path, _O_DIR)
+    except OSError:
+        return 1
+    try:
+        while True:
+            names = os.listdir(top)
+            if not names or not [n for n in names if _wipe_entry(top, n)]:
+                return _len(names)
+    except OSError:
+        return 1
+    finally:
+        os.close(top)
+
+
+def _wipe_entry(top, name):
+    """Remove top/name, moving its subdirectories up to top; False if it cannot be removed."""
+    try:
+        if not stat.S_ISDIR(os.stat(name, dir_fd=top, follow_symlinks=False).st_mode):
+            os.unlink(name, dir_fd=top)
+            return True
+        os.chmod(name, 0o700, dir_fd=top)  # a directory (checked above), so nothing is followed
+        d = os.open(name, _O_DIR, dir_fd=top)
         try:
-            names = os.listdir(d)
-        except OSError:
-            continue
-        dirs.append(d)
-        for name in names:
-            p = os.path.join(d, name)
-            try:
-                if os.path.isdir(p) and not os.path.islink(p):
-                    stack.append(p)
-                else:
-                    os.unlink(p)
-            except OSError:
-                pass
-    for d in reversed(dirs[1:]):
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass
+            for sub in os.listdir(d):
+                if not stat.S_ISDIR(os.stat(sub, dir_fd=d, follow_symlinks=False).st_mode):
+                    os.unlink(sub, dir_fd=d)
+                    continue
+                os.chmod(sub, 0o700, dir_fd=d)  # moving a directory rewrites its "..": it must be writable
+                for _ in range(100):  # the program may have planted names in the way
+                    try:
+                        os.rename(sub, ".wipe%d" % next(_wipe_names), src_dir_fd=d, dst_dir_fd=top)
+                        break
+                    except OSError as e:
+                        if e.errno not in (errno.EEXIST, errno.ENOTDIR, errno.EISDIR, errno.ENOTEMPTY):
+                            raise
+        finally:
+            os.close(d)
+        os.rmdir(name, dir_fd=top)
+        return True
+    except OSError:
+        return False
 
 
 class _Frames:
@@ -417,7 +517,7 @@ class _Frames:
         return out
 
 
-def _run_job(job, host, devnull):
+def _run_job(job, host, devnull, clock):
     tests = job["tests"]
     lim = job["limits"]
     deadline = time.monotonic() + float(lim["program_wall_s"])
@@ -426,9 +526,7 @@ def _run_job(job, host, devnull):
     _compile_job(job)
     start = 0
     while start < len(tests):
-        start = _Supervisor(job, start, host, devnull, deadline, output, stats).run()
-    if job.get("scratch"):
-        _wipe(job["scratch"])
+        start = _Supervisor(job, start, host, devnull, deadline, output, stats, clock).run()
     host.send(b"O" + bytes(output))
     host.send(b"Z" + json.dumps(stats).encode())
     host.flush()
@@ -439,14 +537,20 @@ class _Supervisor:
 
     The child's result pipe is read when the child exits, when output arrives, and every TICK
     seconds otherwise, so a fast program costs this process one wake-up. A test's clock starts when
-    its predecessor's end is seen (at most TICK late: in the program's favour). CPU time is read only
-    when a test has run for as long as its CPU budget: the CPU the test used is bounded below by
-    (CPU now) - (CPU at the last reading + wall time from that reading to the test's start).
+    its predecessor's end is seen (at most TICK late: in the program's favour). The CPU clock
+    (_CpuClock: the whole program, unreaped children included) is read at the end of every test and
+    of the program's load whenever processes or threads other than the child may exist, so CPU
+    spent by children left running is charged to the test in which it was spent; and during a test,
+    whenever the budget could have been spent on all CPUs. Where no other process exists (no cgroup,
+    and no pid allocated since the fork) the end-of-test reading is skipped: the CPU the test used
+    is then bounded below by (CPU now) - (CPU at the last reading + wall time from that reading to
+    the test's start). A clock that cannot be read counts as an exhausted budget.
     """
 
     TICK = 0.05
+    MIN_STEP = 0.005  # between two CPU readings during one test
 
-    def __init__(self, job, start, host, devnull, deadline, output, stats):
+    def __init__(self, job, start, host, devnull, deadline, output, stats, clock):
         self.job, self.tests, self.host = job, job["tests"], host
         lim = job["limits"]
         self.cpu_s, self.wall_s = float(lim["test_cpu_s"]), float(lim["test_wall_s"])
@@ -456,8 +560,10 @@ class _Supervisor:
         # The program can write to the result pipe too (it runs in the child): frames must carry this
         # fork's token, and must be the ones the test being timed can send, or the program fails.
         self.token = os.urandom(_TOKEN_BYTES)
-        self.tampered = False
+        self.tampered = self.over_budget = False
+        self.batch_cpu = None  # (reading, time) shared by the frames of one read
         self.loaded = self.program_failed = False
+        self.clock = clock
         self.cur = start
         res_r, res_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -478,16 +584,32 @@ class _Supervisor:
         stats["forks"] += 1
         self.pid, self.res_r, self.out_r = pid, res_r, out_r
         self.pidfd = os.pidfd_open(pid)
-        self.cpu_ref, self.t_ref = 0.0, time.monotonic()
+        self.cpu_ref, self.t_ref = clock.start(pid), time.monotonic()
+        if self.cpu_ref is None:  # unreadable: every phase of this child counts as over budget
+            self.cpu_ref = -float("inf")
         self._new_phase()
 
     def _new_phase(self):
         self.phase_start = time.monotonic()
         self.cpu_at_phase = self.cpu_ref + (self.phase_start - self.t_ref)
-        self.cpu_check = self.phase_start + self.cpu_s
+        self.cpu_check = self.phase_start + self.cpu_s / self.clock.ncpu
+
+    def _phase_end(self):
+        """At the end of the program's load or of a test: False if the phase overspent its budget.
+        Frames read together arrived together: they share one reading."""
+        if self.batch_cpu is None:  # () when only the child can have run: its own clock is checked below
+            self.batch_cpu = (self.clock.read(), time.monotonic()) if self.clock.others() else ()
+        if not self.batch_cpu:
+            return True
+        cpu, now = self.batch_cpu
+        if cpu is None or cpu - self.cpu_at_phase >= self.cpu_s:
+            self.over_budget = True
+            return False
+        self.cpu_ref, self.t_ref = cpu, now
+        return True
 
     def _on_frame(self, frame):
-        if self.tampered:
+        if self.tampered or self.over_budget:
             return
         if frame[:_TOKEN_BYTES] != self.token:
             self.tampered = True
@@ -495,6 +617,8 @@ class _Supervisor:
         frame = frame[_TOKEN_BYTES:]
         kind = frame[:1]
         if kind == b"L" and not self.loaded and not self.program_failed:
+            if not self._phase_end():
+                return
             self.loaded = True
             self.host.send(frame)
             self._new_phase()
@@ -503,10 +627,14 @@ class _Supervisor:
             self.host.send(frame)
         elif (kind in (b"V", b"E", b"D") and self.loaded and self.cur < len(self.tests)
               and len(frame) >= 5 and _K.unpack_from(frame, 1)[0] == self.tests[self.cur]["k"]):
-            self.host.send(frame)
             if kind == b"D":
+                if not self._phase_end():
+                    return
+                self.host.send(frame)
                 self.cur += 1
                 self._new_phase()
+            else:
+                self.host.send(frame)
         else:  # out of order, a test already ended, unknown type: the harness never sends these
             self.tampered = True
 
@@ -524,6 +652,7 @@ class _Supervisor:
                 if room > 0:
                     self.output += data[:room]
             else:
+                self.batch_cpu = None
                 for frame in self.frames.feed(data):
                     self._on_frame(frame)
                 if self.frames.overflow:
@@ -551,12 +680,16 @@ class _Supervisor:
                 return "X", {"reason": "tampering"}
             if self.frames.overflow:
                 return "C", {"reason": "protocol", "detail": "result frame over the size cap"}
+            if self.over_budget:
+                return "T", {"reason": "cpu"}
             if exited:
                 self._drain(self.res_r)
                 self._drain(self.out_r)
                 wstatus = self._reap()
                 if self.tampered:
                     return "X", {"reason": "tampering"}
+                if self.over_budget:
+                    return "T", {"reason": "cpu"}
                 if self.program_failed or self.cur >= len(self.tests):
                     return None
                 return "C", {"reason": "died", "exit": os.waitstatus_to_exitcode(wstatus)}
@@ -566,13 +699,17 @@ class _Supervisor:
             if now - self.phase_start >= self.wall_s:
                 return "T", {"reason": "wall"}
             if now >= self.cpu_check:
-                cpu = _cpu_seconds(self.pid)
+                cpu = self.clock.read()
+                if cpu is None:
+                    if select.select([self.pidfd], [], [], 0)[0]:
+                        continue  # the child has just exited: handled above on the next turn
+                    return "T", {"reason": "cpu", "detail": "the CPU clock could not be read"}
                 used = cpu - self.cpu_at_phase
                 self.cpu_ref, self.t_ref = cpu, now
                 if used >= self.cpu_s:
                     return "T", {"reason": "cpu"}
-                # not yet: look again once the rest of the budget could have been spent
-                self.cpu_check = now + (self.cpu_s - used)
+                # not yet: look again once the rest of the budget could have been spent on every CPU
+                self.cpu_check = now + max((self.cpu_s - used) / self.clock.ncpu, self.MIN_STEP)
 
     def _reap(self):
         _, wstatus, usage = os.wait4(self.pid, 0)
@@ -592,6 +729,10 @@ class _Supervisor:
         _kill_all_others(self.pid)
         for fd in (self.res_r, self.out_r, self.pidfd):
             os.close(fd)
+        if self.job.get("scratch"):  # after every child: a resumed child starts on an empty scratch too
+            left = _wipe(self.job["scratch"])
+            if left:
+                self.stats["scratch_left"] = left
         n = len(self.tests)
         if verdict is None or self.program_failed:
             return n
@@ -614,8 +755,19 @@ def _drop_privileges(uid, gid):
     os.setresuid(uid, uid, uid)
 
 
+def _no_signal_handlers():
+    """The kernel drops every signal sent to pid 1 from inside its own namespace whose handler is the
+    default; a handler would make it deliverable (Python installs one for SIGINT). Ignored ones stay."""
+    for sig in signal.valid_signals():
+        try:
+            if callable(signal.getsignal(sig)):
+                signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+
+
 def main(argv):
-    uid = gid = None
+    uid = gid = cpu_fd = None
     scratch = None
     it = iter(argv)
     for a in it:
@@ -625,8 +777,11 @@ def main(argv):
             gid = int(next(it))
         elif a == "--scratch":
             scratch = next(it)
+        elif a == "--cpu-fd":
+            cpu_fd = int(next(it))
     if uid is not None and os.getuid() == 0:
         _drop_privileges(uid, gid if gid is not None else uid)
+    _no_signal_handlers()
     # No parent-death signal: as pid 1 of its namespace this process would drop it, and a handler
     # would let programs kill it with the same signal. When the host goes away its pipes close,
     # and the next read or write here ends this process (and with it the namespace).
@@ -638,6 +793,7 @@ def main(argv):
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     host = _Host(rfd, wfd)
+    clock = _CpuClock(cpu_fd)
     gc.freeze()  # objects made so far are never scanned by a child's collector (no copy-on-write)
     host.send(b"R" + json.dumps({"python": sys.version.split()[0], "pid": os.getpid(),
                                   "uid": os.getuid()}).encode())
@@ -649,7 +805,7 @@ def main(argv):
         job = json.loads(req)
         if scratch:
             job["scratch"] = scratch
-        _run_job(job, host, devnull)
+        _run_job(job, host, devnull, clock)
 
 
 if __name__ == "__main__":

@@ -89,7 +89,10 @@ class Worker:
             if self.uid is not None:
                 kill_uid(self.uid)  # nothing from an earlier life of this slot survives
             fds = [seccomp_filter_fd(), data_fd(HARNESS_PATH.read_bytes(), "sandbox-harness")]
-            argv = bwrap_argv(cfg, interp, self.uid, fds[0], fds[1])
+            cpu_file = self.cgroups.cpu_usage_file(self.slot) if self.cgroups else None
+            if cpu_file is not None:  # the harness charges the slot's CPU usage (unreaped children too)
+                fds.append(os.open(cpu_file, os.O_RDONLY))
+            argv = bwrap_argv(cfg, interp, self.uid, fds[0], fds[1], fds[2] if cpu_file else None)
         root = os.getuid() == 0
 
         def preexec() -> None:  # runs in the child between fork and exec: raw syscalls only
@@ -241,6 +244,8 @@ class Worker:
                     st.verdict[i] = why
         if self.proc is not None and self.proc.poll() is not None:
             self.kill()  # bwrap's monitor is gone: the job finished, but start afresh next time
+        elif self.proc is not None and st.stats.get("scratch_left"):
+            self.kill()  # the harness could not empty /tmp: no later program may see what is left
         results = [judge(p, st, i) for i, p in enumerate(plans)]
         if not broken:
             oom = False
