@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     train, heldout = write_splits(out / "data", args.data_dir, args.heldout_limit)
     train_recs = [r for _, r in iter_records(train)]
     if args.train_limit:
-        write_records(train, train_recs[:args.train_limit])
+        train_recs = train_recs[:args.train_limit]
+        write_records(train, train_recs)
     held = [r for _, r in iter_records(heldout)]
     # Curve subset: the same tasks at every evaluation, spread over the held-out sets.
     step = max(1, len(held) // max(1, args.curve_tasks))
