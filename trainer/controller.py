@@ -356,9 +356,12 @@ class Trainer:
     def close(self) -> None:
         """Stop every actor of this run (the sandbox workers inside reward actors included)."""
         self.tracker.close()
-        for a in self.rewards.actors:
+        # Reward actors stop their sandbox workers; engines shut their engine core down (a vLLM engine
+        # killed with its actor leaves its shared-memory queues in /dev/shm).
+        closing = [a.close.remote() for a in self.rewards.actors + self.engines.engines]
+        for ref in closing:
             try:
-                ray.get(a.close.remote(), timeout=30)
+                ray.get(ref, timeout=90)
             except Exception:  # noqa: BLE001 - shutting down anyway
                 pass
         groups = [self.policy.actors, self.engines.engines, self.rewards.actors]
@@ -403,6 +406,9 @@ class EngineActor:
 
     def receive_bucket(self, meta):
         self.engine.receive_bucket(meta)
+
+    def close(self):
+        getattr(self.engine, "close", lambda: None)()
 
     def call(self, method: str, *args):
         """Engine-specific calls (e.g. vLLM's init_weight_sync_group) without widening this class."""

@@ -64,18 +64,20 @@ def greedy_eval(model_dir: str, records: list[dict], out_path: Path, cfg, engine
             finally:
                 getattr(engine, "close", lambda: None)()
             log(f"[eval] generated {len(comps)} greedy answers in {time.time() - t0:.0f} s")
-            jobs = [Job(r["id"], extract_code(tok.decode(c.response_ids, skip_special_tokens=True)),
-                        tuple(r["test_cases"]), setup=r.get("test_setup") or "") for r, c in zip(todo, comps)]
+            answers = {r["id"]: tok.decode(c.response_ids, skip_special_tokens=True) for r, c in zip(todo, comps)}
+            jobs = [Job(r["id"], extract_code(answers[r["id"]]), tuple(r["test_cases"]),
+                        setup=r.get("test_setup") or "") for r in todo]
             sb = cfg.sandbox
             with SandboxPool(workers=sb.workers, timeout_s=sb.timeout_s, memory_mb=sb.memory_mb,
                              program_timeout_s=sb.program_timeout_s) as pool:
                 by_id = {r["id"]: r for r in todo}
                 for res in pool.imap([j for j in jobs if j.program.strip()]):
                     done.write({"id": res.id, "set": _set_of(by_id[res.id]), "passed": bool(res.all_passed),
-                                "pass_rate": res.pass_rate})
+                                "pass_rate": res.pass_rate, "answer": answers[res.id]})
                 for j in jobs:
                     if not j.program.strip():
-                        done.write({"id": j.id, "set": _set_of(by_id[j.id]), "passed": False, "pass_rate": 0.0})
+                        done.write({"id": j.id, "set": _set_of(by_id[j.id]), "passed": False, "pass_rate": 0.0,
+                                    "answer": answers[j.id]})
     got = {rec["id"]: rec for _, rec in iter_records(out_path)}
     return {r["id"]: got[r["id"]] for r in records}
 
