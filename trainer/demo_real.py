@@ -174,10 +174,13 @@ def main(argv: list[str] | None = None) -> int:
 
     trainer = Trainer(cfg)
     try:
-        history = trainer.fit()
+        trainer.fit()
         steps = trainer.step
     finally:
         trainer.close()
+    # The whole run's metrics, resumed segments included (fit() returns only its own segment's).
+    history = [rec for _, rec in iter_records(str(Path(cfg.checkpoint.save_path) / "metrics.jsonl"),
+                                              on_error=lambda err: None)]  # a torn last line is no step
     final = complete_checkpoints(cfg.checkpoint.save_path)[-1] / "hf"
     after = greedy_eval(str(final), held, out / "eval_after.jsonl", cfg, cfg.rollout.engine)
     heldout_summary = summarize(before, after)

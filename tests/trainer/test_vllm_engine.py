@@ -167,6 +167,17 @@ def test_vllm_samples_grouped_with_trainer_logprobs(real, engine, reference, tem
 
 
 @pytest.mark.vllm
+def test_vllm_seeded_batch_larger_than_one_engine_step(real, engine):
+    """More prompt tokens than one engine step takes (8192): with chunked prefill, a seeded request
+    split over steps crashed the CPU build (a CPU generator cannot be rewound)."""
+    prompts = [(real["prompts"][i % 3] * 9)[:250] for i in range(40)]
+    out = engine.generate(prompts, SamplingParams(n=2, max_new_tokens=2, seed=5))
+    assert len(out) == 80 and all(len(c.response_ids) == 2 for c in out)
+    assert [c.response_ids for c in engine.generate(prompts, SamplingParams(n=2, max_new_tokens=2, seed=5))] == \
+        [c.response_ids for c in out]
+
+
+@pytest.mark.vllm
 def test_vllm_greedy_matches_transformers_engine(real, engine):
     params = SamplingParams(temperature=0.0, max_new_tokens=12)
     ref = make_engine("hf", real["path"]).generate(real["prompts"], params)
@@ -301,5 +312,42 @@ def test_vllm_nccl_weight_sync(real):
         want.load_weights([(n, p.cpu()) for n, p in model_b.named_parameters()])
         assert [c.response_ids for c in eng.generate(real["prompts"], greedy)] == \
             [c.response_ids for c in want.generate(real["prompts"], greedy)]
+    finally:
+        eng.close()
+
+
+@pytest.mark.vllm
+@pytest.mark.gpu
+def test_vllm_tensor_parallel_matches_transformers(real):
+    if torch.cuda.device_count() < 3:
+        pytest.skip("tensor parallelism needs 3 GPUs here (SmolLM2's 9 attention heads split 3 ways)")
+    eng = make_engine("vllm", real["path"], tensor_parallel_size=3, dtype="float32", gpu_memory_utilization=0.25,
+                      enforce_eager=True, max_model_len=512)
+    try:
+        greedy = SamplingParams(temperature=0.0, max_new_tokens=12)
+        want = make_engine("hf", real["path"]).generate(real["prompts"], greedy)
+        assert [c.response_ids for c in eng.generate(real["prompts"], greedy)] == [c.response_ids for c in want]
+    finally:
+        eng.close()
+
+
+@pytest.mark.vllm
+@pytest.mark.gpu
+def test_vllm_sleep_and_wake_keep_the_weights(real):
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        pytest.skip("vLLM's CPU worker ignores sleep mode (v1/worker/cpu_worker.py: 'sleep mode is not "
+                    "supported on CPU'); colocation sequencing is tested with the transformers engine")
+    eng = make_engine("vllm", real["path"], dtype="float32", gpu_memory_utilization=0.25, enforce_eager=True,
+                      max_model_len=512, enable_sleep_mode=True)
+    try:
+        greedy = SamplingParams(temperature=0.0, max_new_tokens=12)
+        before = [c.response_ids for c in eng.generate(real["prompts"], greedy)]
+        free = torch.cuda.mem_get_info()[0]
+        eng.sleep(level=1)
+        assert torch.cuda.mem_get_info()[0] > free  # weights and KV cache left the GPU
+        eng.wake_up()
+        assert [c.response_ids for c in eng.generate(real["prompts"], greedy)] == before
     finally:
         eng.close()

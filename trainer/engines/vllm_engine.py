@@ -52,7 +52,8 @@ vLLM 0.32 APIs relied on (paths inside the wheel, read from its source):
 - ``LLM.reset_prefix_cache() -> bool``; ``LLM.sleep(level)`` / ``LLM.wake_up(tags)`` (sleep needs
   ``enable_sleep_mode=True``; the CPU worker logs "sleep mode is not supported on CPU" and does
   nothing, v1/worker/cpu_worker.py).
-- CPU build: the KV cache size comes from ``kv_cache_memory_bytes`` (else ``VLLM_CPU_KVCACHE_SPACE``
+- CPU build: chunked prefill is off (with per-request seeds it crashes there: see ``__init__``).
+  The KV cache size comes from ``kv_cache_memory_bytes`` (else ``VLLM_CPU_KVCACHE_SPACE``
   GiB, else a share of all RAM); OpenMP threads follow ``VLLM_CPU_OMP_THREADS_BIND``
   (utils/ompmultiprocessing.py; see ``cpu_env`` below for why we default to ``nobind``). The engine
   core is started with the ``spawn`` method, so a script that builds an engine needs an
@@ -78,6 +79,7 @@ from trainer.engines.weight_sync import BucketMeta, pack_bucket, unpack_bucket
 SUPPORTED_VERSIONS = ("0.32", "0.33")
 EXTENSION = f"{__name__}.WeightSyncWorkerExtension"
 CPU_KV_CACHE_BYTES = 1 << 30  # 1 GiB: ~28k tokens of SmolLM2-135M's fp32 KV cache, far above a step's needs
+CPU_MAX_BATCHED_TOKENS = 8192  # tokens per engine step on CPU (prefill is never chunked there)
 
 
 class PromptTooLong(ValueError):
@@ -144,6 +146,13 @@ class VLLMEngine(RolloutEngine):
             # an explicit KV-cache size keeps an engine to what rollouts need.
             if kv_cache_memory_bytes is None and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
                 kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+            # Seeded requests and chunked prefill crash the CPU build: a request whose prompt is
+            # split over steps has its sampled token discarded and its generator rewound with
+            # Generator.set_offset (v1/worker/gpu_model_runner.py _bookkeeping_sync), which a CPU
+            # generator does not have ("CPU Generator does not use offset"). Whole-prompt prefill
+            # never discards; the token budget must then hold the longest sequence.
+            kwargs["enable_chunked_prefill"] = False
+            kwargs["max_num_batched_tokens"] = max(CPU_MAX_BATCHED_TOKENS, max_model_len or 0)
             env = cpu_env(num_threads, cpu_bind)
         kwargs.update(llm_kwargs)
         with _environment(env):
