@@ -12,18 +12,18 @@ sleep while the policy trains.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import random
 import signal
+import threading
 import time
 
 import numpy as np
 import ray
 import torch
 
-from rewards.base import RewardResult, Sample
+from rewards.base import RewardResult
 
 from . import checkpoint as ckpt
 from .actors import ActorGroup, EngineGroup, RewardPool, StepFailed, gpu_bundles, remote_class, thread_env
@@ -33,13 +33,10 @@ from .config import ConfigError, RLConfig
 from .data import PromptSampler, load_prompts
 from .engines.base import SamplingParams
 from .experience import Experience, PromptItem, build_experience
-from .rollout import Group, Rollout, RolloutPipeline, fill_rollout
+from .rollout import Rollout, RolloutPipeline
+from .rollout_maker import RolloutMaker, derive_seed
 from .threads import size_threads, threads_for
 from .tracking import Tracker, say
-
-
-def derive_seed(*parts: object) -> int:
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:4], "little")
 
 
 class Trainer:
@@ -65,6 +62,7 @@ class Trainer:
         self.policy_version = 0  # policy updates so far (= steps done)
         self.engine_version = -1  # the version the engines hold (-1: none loaded yet)
         self._versions: dict[int, list] = {}  # published versions still needed: object refs of buckets
+        self._versions_lock = threading.Lock()  # the driver publishes, the rollout thread loads
         self._stop = False
         self._drain_s = 0.0  # time this step's evaluation and checkpoint waited for queued rollouts
         resume_from = ckpt.find_resume(cfg.checkpoint.save_path, cfg.checkpoint.resume)
@@ -77,6 +75,8 @@ class Trainer:
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True)
         self._build_actors()
+        self.maker = RolloutMaker(cfg, self.items, self.sampler, self.tokenizer, self.pad_id, self.engines, self.rewards,
+                                  (lambda exp: self._logprob_async(self.ref, exp)) if self.ref is not None else None)
         sleeps = t.colocate_all_models and r.vllm_enable_sleep
         self.pipeline = RolloutPipeline(self._load_version, asynchronous=t.async_train,
                                         wake=self.engines.wake_up if sleeps else None,
@@ -155,89 +155,21 @@ class Trainer:
                                   w.reward_num_actors, w.reward_timeout_s, w.reward_retries)
 
     # ---------------------------------------------------------------- rollouts (pipeline jobs)
-    def _chunks(self, prompts: list[PromptItem], step: int, rnd: int = 0) -> list[tuple[list, SamplingParams]]:
-        r = self.cfg.rollout
-        size = r.rollout_chunk_size or max(1, math.ceil(len(prompts) / max(2, r.vllm_num_engines)))
-        out = []
-        for c, s in enumerate(range(0, len(prompts), size)):
-            seed = derive_seed(self.cfg.train.seed, step, c) if rnd == 0 else derive_seed(self.cfg.train.seed, step, rnd, c)
-            params = SamplingParams(n=r.n_samples_per_prompt, temperature=r.temperature, top_p=r.top_p,
-                                    max_new_tokens=r.generate_max_len, seed=seed)
-            out.append(([list(p.prompt_ids) for p in prompts[s:s + size]], params))
-        return out
-
-    def _samples(self, prompts: list[PromptItem], completions: list, offset: int, tag: str) -> list[Sample]:
-        out = []
-        for c in completions:
-            item = prompts[offset + c.prompt_index]
-            text = self.tokenizer.decode(c.response_ids, skip_special_tokens=True)
-            out.append(Sample(f"{tag}:{item.uid}:{c.sample_index}", item.record["question"], text, item.record))
-        return out
-
-    def _generate_scored(self, prompts: list[PromptItem], chunks: list, tag: str, timing: dict,
-                         with_ref: bool = False) -> list[Group]:
-        """Generate chunk by chunk, each finished chunk going to the reward actors at once; with
-        ``with_ref`` the frozen reference scores the samples while the rewards are computed."""
-        offsets = np.cumsum([0] + [len(c[0]) for c in chunks[:-1]]).tolist()
-        tickets = []
-
-        def on_chunk(c: int, completions: list) -> None:
-            tickets.append((c, self.rewards.submit(self._samples(prompts, completions, offsets[c], tag))))
-
-        t0 = time.perf_counter()
-        per_chunk = self.engines.generate(chunks, on_chunk=on_chunk)
-        timing["generate"] = timing.get("generate", 0.0) + time.perf_counter() - t0
-        comps = [dataclasses.replace(x, prompt_index=x.prompt_index + offsets[c])
-                 for c, part in enumerate(per_chunk) for x in part]
-        ref_refs = None
-        if with_ref:
-            ref_refs = self._logprob_async(self.ref, build_experience(prompts, comps, self.pad_id, 1))
-        t0 = time.perf_counter()
-        tickets.sort(key=lambda x: x[0])
-        results = [res for part in self.rewards.collect([tk for _, tk in tickets]) for res in part]
-        timing["reward_wait"] = timing.get("reward_wait", 0.0) + time.perf_counter() - t0
-        groups = [Group(p, [], [], [] if with_ref else None) for p in prompts]
-        ref_lp = torch.cat(ray.get(ref_refs), 0) if ref_refs is not None else None
-        for i, (comp, res) in enumerate(zip(comps, results)):
-            g = groups[comp.prompt_index]
-            g.completions.append(comp)
-            g.results.append(res)
-            if ref_lp is not None:
-                g.ref_log_probs.append(ref_lp[i, :len(comp.response_ids)].clone())
-        return groups
-
-    def _rollout(self, step: int, version: int) -> Rollout:
-        """One step's groups (refilled by dynamic sampling when it is on). Runs as a pipeline job."""
-        r = self.cfg.rollout
-        timing: dict[str, float] = {}
-        with_ref = self.cfg.train.async_train and self.ref is not None  # frozen: off the training path
-
-        def draw(rnd: int, n: int) -> list[Group]:
-            prompts = [self.items[i] for i in self.sampler.next_batch(n)]
-            tag = f"{step}" if rnd == 0 else f"{step}.{rnd}"
-            return self._generate_scored(prompts, self._chunks(prompts, step, rnd), tag, timing, with_ref)
-
-        ro = fill_rollout(step, version, draw, r.rollout_batch_size, r.dynamic_filtering,
-                          r.dynamic_filtering_max_rounds, r.dynamic_filtering_reward_range)
-        if ro.zero_std_groups_trained:
-            say(f"[rl] step {step}: --dynamic_filtering_max_rounds={r.dynamic_filtering_max_rounds} reached; "
-                f"training on {ro.zero_std_groups_trained} zero-variance groups too")
-        ro.timing.update(timing)
-        return ro
-
     def _queue_rollouts(self, step: int) -> None:
         """Make sure the rollouts of steps step .. step+q are queued (q = 0 without --async_train).
         Rollout j samples with version j-1-q: the one published when step j-q started."""
         q = self.cfg.train.async_queue_size if self.cfg.train.async_train else 0
         for j in range(step, min(step + q, self.total_steps) + 1):
             version = max(0, min(j - 1 - q, self.policy_version))
-            self.pipeline.submit_rollout(j, version, lambda j=j, v=version: self._rollout(j, v))
+            self.pipeline.submit_rollout(j, version, lambda j=j, v=version: self.maker.rollout(j, v))
 
     # ---------------------------------------------------------------- weights to the engines
     def _publish(self) -> None:
         """Make the policy's current weights (version ``policy_version``) available to later jobs."""
         if not self.nccl_sync:  # NCCL broadcasts straight from the policy when a job needs it
-            self._versions[self.policy_version] = self._objstore_buckets()
+            buckets = self._objstore_buckets()
+            with self._versions_lock:
+                self._versions[self.policy_version] = buckets
 
     def _load_version(self, version: int) -> float:
         """Bring the engines to a published version (runs inside pipeline jobs); returns seconds."""
@@ -247,9 +179,11 @@ class Trainer:
         if self.nccl_sync:
             self._sync_weights()
         else:
-            self.engines.load_weights(self._versions[version])
-            for old in [v for v in list(self._versions) if v < version]:
-                self._versions.pop(old, None)
+            with self._versions_lock:
+                buckets = self._versions[version]
+                for old in [v for v in self._versions if v < version]:
+                    del self._versions[old]
+            self.engines.load_weights(buckets)
         self.engine_version = version
         return time.perf_counter() - t0
 
@@ -380,7 +314,7 @@ class Trainer:
         chunks = [([list(p.prompt_ids) for p in items[s:s + size]], params) for s in range(0, len(items), size)]
         # a pipeline job with the newest weights: in async mode it runs after the rollouts queued before it
         self._drain()
-        job = self.pipeline.run(self.policy_version, lambda: self._generate_scored(items, chunks, "-1", {}))
+        job = self.pipeline.run(self.policy_version, lambda: self.maker.generate_scored(items, chunks, "-1", {}))
         results = [res for g in job.result() for res in g.results]
         return {"eval/reward_mean": float(np.mean([res.value for res in results])), **_pass_rates(results, "eval/")}
 
