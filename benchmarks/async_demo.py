@@ -9,7 +9,8 @@ the async arms add --async_train. The arms run back to back in the listed order 
 interleaves them, so a change in the machine's load hits both) and the load average is printed
 beside each. Printed: per arm, the mean and median of timing/step (wall time between consecutive step
 completions, evaluations and checkpoints excluded) over steps 4-16, the step at which the target
-was reached, and the ratio async / sync over all arms of each mode. Checks: ratio <= 0.75 and every
+was reached, the ratio async / sync over all arms of each mode, and that of each pair of neighbouring
+arms (the most similar load). Checks: ratio <= 0.75 and every
 async arm reaches the target. Exit status 1 when a check fails.
 """
 from __future__ import annotations
@@ -94,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"async / sync step time: {ratio:.3f} (means), {ratio_med:.3f} (medians); "
               f"target <= {args.max_ratio}: {'met' if ratio <= args.max_ratio else 'NOT met'}")
         ok = ratio <= args.max_ratio
+        # neighbouring arms of different modes ran under the most similar load: their ratios show
+        # how much of the pooled figure is the machine's load changing between arms
+        pairs = [(a, b) for a, b in zip(arms, arms[1:]) if {a["mode"], b["mode"]} == {"sync", "async"}]
+        for first, second in pairs:
+            sync_arm, async_arm = (first, second) if first["mode"] == "sync" else (second, first)
+            print(f"  arms {arms.index(first)},{arms.index(second)}: async / sync "
+                  f"{async_arm['mean'] / sync_arm['mean']:.3f} (means)")
     for a in arms:
         if a["mode"] == "async" and a["reached_at"] is None:
             print(f"async arm did not reach the held-out target {args.target} in {args.max_steps} steps")

@@ -20,7 +20,7 @@ import math
 import statistics
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from rewards.base import RewardResult
@@ -60,8 +60,6 @@ class Rollout:
     @property
     def completions(self) -> list[Completion]:
         """Grouped by prompt, prompt_index pointing into ``prompts``."""
-        from dataclasses import replace
-
         return [replace(c, prompt_index=i) for i, g in enumerate(self.groups) for c in g.completions]
 
     @property
