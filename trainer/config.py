@@ -182,7 +182,7 @@ ALIASES = {
     "train.async_enable": "async_train",
     "train.async_queue_size": "async_queue_size",
     "algo.dynamic_filtering_enable": "dynamic_filtering",
-    "algo.dynamic_filtering_reward_range": "dynamic_filtering_reward_range",
+    "algo.dynamic_filtering_range": "dynamic_filtering_reward_range",
     "train.colocate_all": "colocate_all_models",
     "vllm.enable_sleep": "vllm_enable_sleep",
 }

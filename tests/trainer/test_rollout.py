@@ -162,7 +162,7 @@ def test_options_and_their_openrlhf_aliases():
 def test_yaml_takes_the_dotted_groups_of_openrlhf(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("pretrain: m\ntrain:\n  async_enable: true\nalgo:\n  dynamic_filtering_enable: true\n"
-                    "algo.dynamic_filtering_reward_range: [0.1, 0.9]\n")
+                    "algo.dynamic_filtering_range: [0.1, 0.9]\n")
     cfg = load_config(["--config", str(path)])
     assert cfg.train.async_train and cfg.rollout.dynamic_filtering
     assert cfg.rollout.dynamic_filtering_reward_range == [0.1, 0.9]
