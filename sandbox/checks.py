@@ -292,9 +292,12 @@ def plan_test(src: str) -> TestPlan:
     if body and isinstance(body[-1], ast.Assert) and len(imports) == len(body) - 1:
         splitter = _Splitter(src)
         tree = splitter.split_truth(body[-1].test)
-        prelude = "\n".join(ast.get_source_segment(src, s) or ast.unparse(s) for s in imports)
         star = any(a.name == "*" for s in imports for a in s.names)
         names = tuple(free_names(n) | ({"*"} if star else set()) for n in splitter.nodes)
+        used = frozenset().union(*names)
+        # imports only the host side uses (``import numpy as np`` for np.allclose) do not run inside
+        imports = [s for s in imports if star or _import_names([s]) & used]
+        prelude = "\n".join(ast.get_source_segment(src, s) or ast.unparse(s) for s in imports)
         return TestPlan("eval", exprs=tuple(splitter.holes), truth=tuple(sorted(set(splitter.truth))),
                         size=tuple(splitter.size), names=names, prelude=prelude,
                         prelude_names=_import_names(imports), tree=tree)

@@ -280,7 +280,7 @@ def _child(job, start, res_w, out_w, devnull, token, clean):
     cap = int(job["value_cap"])
     current = [0, 0]  # the test being run, and how many of its inside checks have reported
 
-    def check(cid, truth, *thunks):
+    def check(cid, truth, size, *thunks):
         """An assertion the host rewrote (inside a function, or in a multi-statement test): its
         holes' values go out now, strictly encoded; the host decides. It never raises, so the
         expected values need not be here, and the frame is written before the program runs again."""
@@ -288,7 +288,7 @@ def _child(job, start, res_w, out_w, devnull, token, clean):
         for j, thunk in enumerate(thunks):
             try:
                 value = thunk()
-                payload = encode(_bool(value) if j in truth else value, left)
+                payload = encode(_bool(value) if j in truth else _size(value) if j in size else value, left)
                 left -= _len(payload)
             except ValueTooLarge:
                 payload = b'{"x":{"type":"ValueTooLarge","msg":""}}'
@@ -384,10 +384,10 @@ def _compile_job(job):
     def check(*args):  # bound to the child's checker once the child runs (a constant in test code)
         return checker[0](*args)
 
-    def attempt(thunk):
+    def attempt(thunk, truth=0):
         """A hole inside an all()/any() the host rewrote: its value, or the exception it raised."""
         try:
-            return thunk()
+            return _bool(thunk()) if truth else thunk()
         except BaseException as e:
             return _Raised(_exc_pair(e))
 
