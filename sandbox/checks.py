@@ -32,8 +32,9 @@ from .pyparse import parse
 
 _HOLE = "__hole_"
 _SUB = "__sub_"  # a hole inside an all()/any() item: one value per item
-_MAX_INT_BITS = MAX_INT_BITS  # results of host arithmetic are capped at 131,072 bits
+_MAX_INT_BITS = MAX_INT_BITS  # results of host arithmetic are capped at 1,048,576 bits
 _MAX_SEQ = 1 << 20  # and sequences at a million items
+_MAX_SUM_WORK = 50_000_000  # bits of all partial sums of one sum(): well under a second
 TRY_SENTINEL = "\x00sandbox-try"  # sandbox/harness.py replaces this constant by its own function
 
 
@@ -55,6 +56,18 @@ def _frozenset(x: Any = ()) -> frozenset:
     return frozenset(check_hashes(x))
 
 
+def _sum(items: Any) -> Any:
+    """sum(), with every partial result and the total work bounded (a sum of Fractions grows)."""
+    total: Any = 0
+    work = 0
+    for x in items:
+        total = _check_int(total + x)
+        work += _bits(total)
+        if work > _MAX_SUM_WORK:
+            raise HostEvalError("sum too costly to compute on the host")
+    return total
+
+
 def _evalplus_check(out: Any, exp: Any, atol: Any, as_sets: bool = False) -> bool:
     if as_sets:
         check_hashes(out), check_hashes(exp)
@@ -67,7 +80,7 @@ _HOST_FUNCS: dict[str, tuple[Any, int, int, frozenset[str]]] = {  # name: (fn, m
     "abs": (abs, 1, 1, frozenset()), "round": (_round, 1, 2, frozenset()), "len": (len, 1, 1, frozenset()),
     "sorted": (sorted, 1, 1, frozenset({"reverse"})), "set": (_set, 0, 1, frozenset()),
     "frozenset": (_frozenset, 0, 1, frozenset()), "tuple": (tuple, 0, 1, frozenset()),
-    "list": (list, 0, 1, frozenset()), "sum": (sum, 1, 1, frozenset()), "min": (min, 1, 64, frozenset()),
+    "list": (list, 0, 1, frozenset()), "sum": (_sum, 1, 1, frozenset()), "min": (min, 1, 64, frozenset()),
     "max": (max, 1, 64, frozenset()), "any": (any, 1, 1, frozenset()), "all": (all, 1, 1, frozenset()),
     "bool": (bool, 0, 1, frozenset()), "int": (int, 0, 1, frozenset()), "float": (float, 0, 1, frozenset()),
     "str": (str, 0, 1, frozenset()), "isinstance": (isinstance, 2, 2, frozenset()), "type": (type, 1, 1, frozenset()),
@@ -310,19 +323,38 @@ class HostEvalError(Exception):
     pass
 
 
+def _bits(v: Any) -> int:
+    if isinstance(v, fractions.Fraction):
+        return v.numerator.bit_length() + v.denominator.bit_length()
+    return v.bit_length() if isinstance(v, int) else 0
+
+
 def _check_int(v: Any) -> Any:
-    if isinstance(v, int) and v.bit_length() > _MAX_INT_BITS:
+    if _bits(v) > _MAX_INT_BITS:
         raise HostEvalError("integer result too large to compare")
     return v
 
 
+
+def _bounded_cost(op: ast.operator, a: Any, b: Any) -> None:
+    """Refuse exact arithmetic that would cost more than about a second before doing it."""
+    ba, bb = _bits(a), _bits(b)
+    if isinstance(op, ast.Mult) and ba + bb > _MAX_INT_BITS:
+        raise HostEvalError("product too large to compare")
+    if isinstance(op, (ast.Div, ast.FloorDiv, ast.Mod)) and (ba // 30 + 1) * (bb // 30 + 1) > 10 ** 8:
+        raise HostEvalError("division too costly to compute on the host")
+    if (isinstance(a, fractions.Fraction) or isinstance(b, fractions.Fraction)) and max(ba, bb) > 1 << 17:
+        raise HostEvalError("fraction too large to compute with on the host")
+
+
 def _binop(op: ast.operator, a: Any, b: Any) -> Any:
     num = (int, float, complex, decimal.Decimal, fractions.Fraction)
+    _bounded_cost(op, a, b)
     if isinstance(op, ast.Pow):
         if not (isinstance(a, num) and isinstance(b, num)):
             raise HostEvalError("** on non-numbers")
-        if isinstance(a, int) and isinstance(b, int) and b > 0 and a not in (0, 1, -1) \
-                and b * max(a.bit_length(), 1) > _MAX_INT_BITS:
+        if isinstance(a, (int, fractions.Fraction)) and isinstance(b, int) and a not in (0, 1, -1) \
+                and (b > 0 or isinstance(a, fractions.Fraction)) and abs(b) * max(_bits(a), 1) > _MAX_INT_BITS:
             raise HostEvalError("power too large to compare")
         return _check_int(a ** b)
     if isinstance(op, ast.Mult):

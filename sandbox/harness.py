@@ -259,7 +259,7 @@ def _child(job, start, res_w, out_w, devnull, token, clean):
                 R.setrlimit(getattr(R, name), (int(value), int(value)))
         if job.get("scratch"):
             os.chdir(job["scratch"])
-        _MODULES.pop("__main__", None)  # this module is not the program's to find by name
+        _MODULES["__main__"] = _type(sys)("__main__")  # this module is not the program's to find by name
     except BaseException as e:  # set-up failure is a harness problem: report it as a crash
         _write(2, ("sandbox child set-up failed: %r\n" % (e,)).encode())
         _exit(70)
@@ -766,7 +766,7 @@ class _Supervisor:
                 test = self.tests[self.cur]
                 j = min(test["_clean"])
                 self.host.send(b"E" + _KJ.pack(test["k"], j) + json.dumps(
-                    {"type": "expected_value_" + kind.lower(), "msg": info.get("reason", "")}).encode())
+                    {"type": "expected_value_" + ("timeout" if kind == "T" else "crashed"), "msg": info.get("reason", "")}).encode())
                 return self.cur + 1
             return n
         if not self.loaded:  # the program itself hung or died: no test can run

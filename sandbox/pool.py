@@ -24,9 +24,9 @@ from typing import Callable, Iterable, Iterator
 
 from . import cgroups as cg
 from .checks import TestPlan, plan_test
-from .rewrite import ProgramNames, clean_holes, plan_setup
 from .isolation import (HARNESS_PATH, SandboxUnavailable, UidLease, bwrap_argv, check_host, data_fd,
                         discover_interpreter, kill_uid, seccomp_filter_fd, unsafe_argv)
+from .rewrite import ProgramNames, clean_holes, plan_setup
 from .types import Job, Result, SandboxConfig, TestResult
 from .verdicts import JobState, ProtocolError, _json, judge
 
@@ -194,15 +194,6 @@ class Worker:
 
     # -- one job
     def run(self, job: Job, plans: list[TestPlan]) -> Result:
-        """Run one job. Anything unexpected on the way (a frame the harness never sends, another job's
-        frame, an exception here) kills the worker, so that no later job can read this job's frames."""
-        try:
-            return self._run(job, plans)
-        except BaseException:
-            self.kill()
-            raise
-
-    def _run(self, job: Job, plans: list[TestPlan]) -> Result:
         cfg = self.cfg
         t0 = time.monotonic()
         runnable = [i for i, p in enumerate(plans) if p.mode != "invalid"]
@@ -384,7 +375,13 @@ class SandboxPool:
         plans = [plan_test(t) for t in job.tests]
         w = self._idle.get()
         try:
-            result = w.run(job, plans)
+            try:
+                result = w.run(job, plans)
+            except BaseException:
+                # Anything unexpected while a job runs: the worker dies with the job's unread frames,
+                # so the next program on it gets a fresh worker and only its own verdicts.
+                w.kill()
+                raise
             if any(t.reason == "sandbox_worker" for t in result.tests):
                 # The worker itself died (killed from outside, or the node's OOM killer): that says
                 # nothing about the program, so run it once more on the restarted worker.

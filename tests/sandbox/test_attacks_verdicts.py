@@ -242,3 +242,52 @@ def test_correct_programs_keep_passing(pool, name, program, tests):
     assert r.all_passed, r.to_dict()
     wrong = pool.run(Job(name, "def f(*a): return -1\ndef g(*a): return -1\n", tests, setup=SETUP))
     assert not wrong.all_passed  # the same tests can fail
+
+
+# ----------------------------------------------------------------------------- host side, no sandbox
+@pytest.mark.parametrize("payload", [
+    b'{"fr": ["0x1", "0x0"]}', b'{"dec": "1e3000000"}', b'{"dec": "12abc"}', b'{"dec": " 1"}',
+    b'{"s": [' + b",".join(b'{"i": "%s"}' % hex(i * (2 ** 61 - 1)).encode() for i in range(1, 200)) + b"]}",
+    b'{"c": [1, 2]}', b'{"f": 3}', b'{"r": ["0", 1, 1]}', b'{"d": [[1]]}', b'{"x": 5}', b'{"dk": 5}',
+])
+def test_decoding_is_total_and_bounded(payload):
+    from sandbox.codec import DecodeError, decode_value
+    t0 = time.monotonic()
+    with pytest.raises(DecodeError):
+        decode_value(payload)
+    assert time.monotonic() - t0 < 1
+
+
+def test_host_arithmetic_on_program_values_is_bounded():
+    import fractions
+
+    from sandbox.checks import HostEvalError, host_eval, plan_test
+    for test, value in [("assert f() ** 10000000 == 1", fractions.Fraction(3, 2)),
+                        ("assert sum(f()) == 1", [fractions.Fraction(1, p) for p in range(2, 40000)]),
+                        ("assert round(1.5, f()) == 2", 10 ** 9)]:
+        t0 = time.monotonic()
+        with pytest.raises(HostEvalError):
+            host_eval(plan_test(test).tree, [value])
+        assert time.monotonic() - t0 < 2, test
+
+
+def test_dict_views_round_trip_with_python_semantics():
+    from sandbox.checks import decode_value
+    from sandbox.harness import encode_value
+    d = {1: "a", 2: "b"}
+    keys, values, items = (decode_value(encode_value(v, 1000)) for v in (d.keys(), d.values(), d.items()))
+    assert keys == {1, 2} and items == {(1, "a"), (2, "b")} and sorted(values) == ["a", "b"]
+    assert values != ["a", "b"]  # a values view equals nothing but itself, as in Python
+
+
+def test_clean_child_failures_are_contained(pool):
+    # a setup that needs the program cannot run alone: the program's child evaluates every hole
+    r = pool.run(Job("setup_needs_program", "def f(x): return x + 1\n", ["assert f(1) == X", "assert f(2) == X + 1"],
+                     setup="X = f(1)\n"))
+    assert r.all_passed, r.to_dict()
+    # an expected value that hangs or dies: that test errors, the others are judged as usual
+    setup = "def slow(x):\n    while True:\n        pass\n\ndef boom(x):\n    import os\n    os._exit(3)\n"
+    r = pool.run(Job("expected_side_fails", GOOD, ["assert add(1, 2) == slow(3)", "assert add(1, 2) == boom(3)",
+                                                 "assert add(2, 2) == 4"], setup=setup))
+    assert [(t.status, t.reason) for t in r.tests] == [
+        ("error", "expected_value_timeout"), ("error", "expected_value_crashed"), ("passed", "")], r.to_dict()
