@@ -3,9 +3,10 @@ Python objects.
 
 The text comes from the program's process, so decoding is total and bounded: any malformed input is
 a ``DecodeError`` (never another exception), and no value can make later host work slow: integers
-are capped at 1,048,576 bits (a Fraction's parts at 131,072: building one takes a gcd), Decimal exponents at 4,300 digits (what ``int()`` of it costs), ranges
-at a million items, nesting at 200 levels, and a set or dict whose distinct items share one hash
-more than 64 times (the quadratic case of hash tables) is refused.
+are capped at 1,048,576 bits (a Fraction's parts at 131,072: building one takes a gcd), Decimal
+exponents at 4,300 digits (what ``int()`` of it costs), ranges at a million items, nesting at 200
+levels, and a set or dict whose distinct items share one hash more than 64 times (the quadratic case
+of hash tables) is refused.
 """
 from __future__ import annotations
 

@@ -278,12 +278,14 @@ def _child(job, start, res_w, out_w, devnull, token, clean):
                 data = data[write(fd, data):]
 
     cap = int(job["value_cap"])
-    current = [0, 0]  # the test being run, and how many of its inside checks have reported
+    current = [0, 0, False]  # the test being run, how many of its inside checks reported, in a test
 
     def check(cid, truth, size, *thunks):
         """An assertion the host rewrote (inside a function, or in a multi-statement test): its
         holes' values go out now, strictly encoded; the host decides. It never raises, so the
         expected values need not be here, and the frame is written before the program runs again."""
+        if not current[2]:  # the setup called its own function: no test to report to, no host to decide
+            raise RuntimeError("an assert in a setup function ran outside a test; call it from a test")
         parts, left = [], cap
         for j, thunk in enumerate(thunks):
             try:
@@ -300,6 +302,7 @@ def _child(job, start, res_w, out_w, devnull, token, clean):
         send(b"K" + kj(current[0], n & 0xFFFF) + b'["' + cid.encode("ascii") + b'",[' + b",".join(parts) + b"]]",
              now=True)
 
+    job["_checker"][0] = check
     g = {"__name__": "__sandbox__", "__builtins__": builtins}
     try:
         if not clean:
@@ -315,7 +318,7 @@ def _child(job, start, res_w, out_w, devnull, token, clean):
     # whatever builtins they were defined with). The dict was made by the parent for this job:
     # copying it here would cost every child ~0.2 ms of copy-on-write faults.
     g["__builtins__"] = job["_builtins"]
-    job["_checker"][0] = check
+    current[2] = True
     sys.settrace(None)
     sys.setprofile(None)
     skip_clean = not clean and not job.get("_clean_failed")

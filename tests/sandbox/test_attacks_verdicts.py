@@ -291,3 +291,9 @@ def test_clean_child_failures_are_contained(pool):
                                                  "assert add(2, 2) == 4"], setup=setup))
     assert [(t.status, t.reason) for t in r.tests] == [
         ("error", "expected_value_timeout"), ("error", "expected_value_crashed"), ("passed", "")], r.to_dict()
+
+
+def test_an_assert_helper_called_by_the_setup_itself_is_reported(pool):
+    setup = "def helper(x):\n    assert x == 1\n\nhelper(1)\n"
+    r = pool.run(Job("setup_calls_helper", GOOD, GOOD_TESTS[:1], setup=setup))
+    assert r.tests[0].status == "error" and "outside a test" in r.tests[0].detail, r.to_dict()
