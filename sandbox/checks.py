@@ -26,13 +26,13 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from . import oracles
-from .codec import (MAX_INT_BITS, DecodeError, HoleRaised, IteratorValue, RaisedValue, check_hashes,  # noqa: F401
+from .codec import (DecodeError, HoleRaised, IteratorValue, RaisedValue, check_hashes,  # noqa: F401
                     decode_value)
 from .pyparse import parse
 
 _HOLE = "__hole_"
 _SUB = "__sub_"  # a hole inside an all()/any() item: one value per item
-_MAX_INT_BITS = MAX_INT_BITS  # results of host arithmetic are capped at 1,048,576 bits
+_MAX_INT_BITS = 1 << 20  # results of host arithmetic are capped at 1,048,576 bits
 _MAX_SEQ = 1 << 20  # and sequences at a million items
 _MAX_SUM_WORK = 50_000_000  # bits of all partial sums of one sum(): well under a second
 TRY_SENTINEL = "\x00sandbox-try"  # sandbox/harness.py replaces this constant by its own function
@@ -114,6 +114,7 @@ class TestPlan:
     exprs: tuple[str, ...] = ()  # evaluated inside the sandbox, in order
     truth: tuple[int, ...] = ()  # holes sent as bool(value)
     size: tuple[int, ...] = ()  # holes sent as len(value) (only their length is used)
+    found: tuple[int, ...] = ()  # holes sent as _evalplus_found(value): a bool stays, else `is not None`
     names: tuple[frozenset[str], ...] = ()  # the free names of each hole
     prelude: str = ""  # import statements run inside before the expressions
     prelude_names: frozenset[str] = frozenset()  # what they bind
@@ -125,7 +126,7 @@ class TestPlan:
     def to_wire(self, k: int, clean: tuple[int, ...] = ()) -> dict:
         if self.mode == "eval":
             return {"k": k, "mode": "eval", "pre": self.prelude, "exprs": list(self.exprs), "truth": list(self.truth),
-                    "size": list(self.size), "clean": list(clean)}
+                    "size": list(self.size), "found": list(self.found), "clean": list(clean)}
         return {"k": k, "mode": "exec", "src": self.src}
 
 
@@ -172,6 +173,7 @@ class _Splitter(ast.NodeTransformer):
         self.nodes: list[ast.expr] = []  # each hole's node, before any rewriting
         self.truth: list[int] = []
         self.size: list[int] = []
+        self.found: list[int] = []
 
     def _text(self, node: ast.expr) -> str:
         segment = ast.get_source_segment(self.source, node) if self.source else None
@@ -199,7 +201,7 @@ class _Splitter(ast.NodeTransformer):
             node.values = [self.split_truth(v) for v in node.values]
             return node
         out = self.split(node)
-        if self._is_new_hole(out, node) and len(self.holes) - 1 not in self.size:
+        if self._is_new_hole(out, node) and len(self.holes) - 1 not in self.size + self.found:
             self.truth.append(len(self.holes) - 1)
         return out
 
@@ -245,11 +247,11 @@ class _Splitter(ast.NodeTransformer):
                 spec = None  # isinstance(x, ProgramClass): a question only the program's process can answer
             if (spec and spec[1] <= len(node.args) <= spec[2] and not any(isinstance(a, inner) for a in node.args)
                     and all(kw.arg in spec[3] and not isinstance(kw.value, inner) for kw in node.keywords)):
-                if name == "len" and not node.keywords:
+                if name in ("len", "_evalplus_found") and not node.keywords:
                     arg = node.args[0]
                     out = self.split(arg)
                     if self._is_new_hole(out, arg):  # len(hole): the hole sends its length
-                        self.size.append(len(self.holes) - 1)
+                        (self.size if name == "len" else self.found).append(len(self.holes) - 1)
                         return out
                     node.args = [out]
                     return node
@@ -312,7 +314,7 @@ def plan_test(src: str) -> TestPlan:
         imports = [s for s in imports if star or _import_names([s]) & used]
         prelude = "\n".join(ast.get_source_segment(src, s) or ast.unparse(s) for s in imports)
         return TestPlan("eval", exprs=tuple(splitter.holes), truth=tuple(sorted(set(splitter.truth))),
-                        size=tuple(splitter.size), names=names, prelude=prelude,
+                        size=tuple(splitter.size), found=tuple(splitter.found), names=names, prelude=prelude,
                         prelude_names=_import_names(imports), tree=tree)
     rewritten, checks = rewrite_asserts(src, mod, "t", top_level=True)
     return TestPlan("exec", src=rewritten, checks=checks)

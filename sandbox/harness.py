@@ -280,7 +280,7 @@ def _child(job, start, res_w, out_w, devnull, token, clean):
     cap = int(job["value_cap"])
     current = [0, 0, False]  # the test being run, how many of its inside checks reported, in a test
 
-    def check(cid, truth, size, *thunks):
+    def check(cid, truth, size, found, *thunks):
         """An assertion the host rewrote (inside a function, or in a multi-statement test): its
         holes' values go out now, strictly encoded; the host decides. It never raises, so the
         expected values need not be here, and the frame is written before the program runs again."""
@@ -290,6 +290,8 @@ def _child(job, start, res_w, out_w, devnull, token, clean):
         for j, thunk in enumerate(thunks):
             try:
                 value = thunk()
+                if j in found:
+                    value = value if _type(value) is bool else value is not None
                 payload = encode(_bool(value) if j in truth else _size(value) if j in size else value, left)
                 left -= _len(payload)
             except ValueTooLarge:
@@ -333,7 +335,7 @@ def _child(job, start, res_w, out_w, devnull, token, clean):
                     send(b"E" + kj(k, _NO_EXPR) + info(e))
                     send(b"D" + kj(k, 0)[:4])
                     continue
-            truth, size, held = test["_truth"], test["_size"], test["_clean"]
+            truth, size, found, held = test["_truth"], test["_size"], test["_found"], test["_clean"]
             for j, code in enumerate(test["_exprs"]):
                 if (j in held) != clean and (clean or skip_clean):
                     continue  # the other child evaluates this one
@@ -343,6 +345,8 @@ def _child(job, start, res_w, out_w, devnull, token, clean):
                         value = _bool(value)
                     elif j in size:
                         value = _size(value)
+                    elif j in found:  # EvalPlus' regex oracle: no object of the program is judged
+                        value = value if _type(value) is bool else value is not None
                     payload = encode(value, cap)
                 except ValueTooLarge:
                     send(b"E" + kj(k, j) + b'{"type":"ValueTooLarge","msg":"value over %d bytes"}' % cap)
@@ -405,6 +409,7 @@ def _compile_job(job):
             test["_exprs"] = [_compile(src, name, "eval", consts) for src in test["exprs"]]
             test["_truth"] = frozenset(test.get("truth", ()))
             test["_size"] = frozenset(test.get("size", ()))
+            test["_found"] = frozenset(test.get("found", ()))
             test["_clean"] = frozenset(test.get("clean", ()))
             if test["_clean"]:
                 job["_clean_tests"].append(test)

@@ -73,9 +73,11 @@ class _AssertRewriter(ast.NodeTransformer):
         self.checks.append(tree)
         no_args = ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[])
         truth = ast.Tuple(elts=[ast.Constant(j) for j in sorted(set(splitter.truth))], ctx=ast.Load())
-        size = ast.Tuple(elts=[ast.Constant(j) for j in splitter.size], ctx=ast.Load())
+        size, found = (ast.Tuple(elts=[ast.Constant(j) for j in js], ctx=ast.Load())
+                       for js in (splitter.size, splitter.found))
         thunks = [ast.Lambda(args=no_args, body=n) for n in splitter.nodes]
-        call = ast.Call(func=ast.Constant(CHECK_SENTINEL), args=[ast.Constant(cid), truth, size, *thunks], keywords=[])
+        call = ast.Call(func=ast.Constant(CHECK_SENTINEL), args=[ast.Constant(cid), truth, size, found, *thunks],
+                        keywords=[])
         return ast.copy_location(ast.Expr(value=call), node)
 
 

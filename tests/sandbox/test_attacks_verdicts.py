@@ -65,8 +65,8 @@ ATTACKS = [
         """), ["assert _evalplus_check(f(1), 1.5, 0)", "assert _evalplus_check(f(1), 1.5, 0)"],
      B._EVALPLUS_CHECK_SRC, none_passed),
     ("evalplus_found_always_true", ALWAYS_EQUAL + "def f(x): return Any()\n",
-     ["assert _evalplus_found(f('a')) == True"], B._EVALPLUS_FOUND_SRC,
-     lambda r: r.tests[0].status == "error"),  # Any() cannot be sent: no object of the program is judged
+     ["assert _evalplus_found(f('a')) == False"], B._EVALPLUS_FOUND_SRC,
+     none_passed),  # decided by type and identity: no method of the program's object runs
     ("all_over_generator_always_equal", ALWAYS_EQUAL + "def f(): return [Any(), Any(), Any()]\n",
      ["assert all(a == b for a, b in zip(f(), [1, 2, 3]))", "assert all([x == 7 for x in f()])",
       "assert any(x == 5 for x in f())"], "", none_passed),
