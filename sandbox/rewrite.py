@@ -10,7 +10,8 @@ Two decisions:
   asserts never enter the sandbox. The checker is a constant in the compiled code (the harness puts
   its own function where the host wrote ``CHECK_SENTINEL``), not a name the program could rebind.
   An assert inside a ``try`` that catches AssertionError keeps Python's behaviour (it is not
-  rewritten: the test relies on the exception).
+  rewritten: the test relies on the exception); so do asserts directly in a class body and asserts
+  with ``:=``.
 - Which holes of a host-compared test are "clean": every name they read is bound by the job's setup
   or the test's imports, or is a builtin the program does not rebind at its top level. Those are
   evaluated in a child that runs the setup but never the program, so a program that patches
@@ -46,11 +47,18 @@ class _AssertRewriter(ast.NodeTransformer):
 
     def _function(self, node: ast.AST) -> ast.AST:
         self.depth += 1
+        guarded, self.guarded = self.guarded, 0
         self.generic_visit(node)
-        self.depth -= 1
+        self.depth, self.guarded = self.depth - 1, guarded
         return node
 
     visit_FunctionDef = visit_AsyncFunctionDef = _function
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        self.guarded += 1  # a thunk in a class body cannot see the class's names: keep its asserts
+        self.generic_visit(node)
+        self.guarded -= 1
+        return node
 
     def visit_Try(self, node: ast.Try) -> ast.AST:
         catches = any(h.type is None or any(isinstance(n, ast.Name) and n.id in _CATCHES_ASSERT
@@ -65,8 +73,8 @@ class _AssertRewriter(ast.NodeTransformer):
     visit_TryStar = visit_Try
 
     def visit_Assert(self, node: ast.Assert) -> ast.AST:
-        if self.depth < 0 or self.guarded:
-            return node
+        if self.depth < 0 or self.guarded or any(isinstance(n, ast.NamedExpr) for n in ast.walk(node)):
+            return node  # (a := ...) in a thunk would bind inside the thunk, not for later statements
         splitter = _Splitter("", shadowed=self.shadowed)
         tree = splitter.split_truth(node.test)
         cid = f"{self.prefix}{len(self.checks)}"
