@@ -297,3 +297,25 @@ def test_an_assert_helper_called_by_the_setup_itself_is_reported(pool):
     setup = "def helper(x):\n    assert x == 1\n\nhelper(1)\n"
     r = pool.run(Job("setup_calls_helper", GOOD, GOOD_TESTS[:1], setup=setup))
     assert r.tests[0].status == "error" and "outside a test" in r.tests[0].detail, r.to_dict()
+
+
+def test_which_holes_are_clean_and_which_asserts_are_rewritten():
+    from sandbox.checks import plan_test
+    from sandbox.rewrite import ProgramNames, clean_holes, plan_setup
+
+    def clean(test, setup="", program="def f(x): return x\n"):
+        plan = plan_test(test)
+        return [plan.exprs[j] for j in clean_holes(plan, plan_setup(setup), ProgramNames(program))]
+
+    assert clean("import math\nassert f(25) == math.sqrt(25)") == ["math.sqrt(25)"]
+    assert clean("assert f(25) == math.sqrt(25)", program="import math\ndef f(x): return x\n") == []
+    assert clean("assert f(3) == ref(3)", setup="def ref(x): return x\n") == ["ref(3)"]
+    assert clean("assert f(3) == ref(3)", setup="from helpers import *\n") == []
+    assert clean("assert f(1) == list(reversed([1, 2]))") == ["reversed([1, 2])"]
+    assert clean("assert f(1) == list(reversed([1, 2]))", program="def reversed(x): return x\n") == []
+    assert clean("assert sum(10, 15) == 25", program="def sum(a, b): return a + b\n") == []
+    kept = ["try:\n    assert f(1) == 2\nexcept AssertionError:\n    pass",
+            "class T:\n    assert f(1) == 2", "assert (n := f(1)) == 2\nx = n"]
+    assert all("sandbox-check" not in plan_test(t).src for t in kept)
+    assert "sandbox-check" in plan_test("x = f(1)\nassert x == 2").src
+    assert "424242" not in plan_setup("def check(c):\n    assert c(1) == 424242\n").src  # expected stays here
