@@ -19,9 +19,11 @@ the frame type. Child -> harness -> host:
   L                      the program ran to completion
   P <json exc>           the program raised (or called sys.exit)
   V <u32 k><u16 j><val>  test k, expression j evaluated to <val> (strict JSON encoding below)
-  E <u32 k><u16 j><exc>  test k, expression j (or the exec body) raised
+  E <u32 k><u16 j><exc>  test k, expression j raised (j = 0xFFFF: its imports, or the exec body)
+  K <u32 k><u16 n><val>  test k, the n-th assertion run inside a function or statement: [check id, values]
   D <u32 k>              the child finished test k
-Child frames carry, before the type byte, a 16-byte token drawn afresh for every fork.
+Child frames carry, before the type byte, a 16-byte token drawn afresh for every fork. The harness
+checks each one's length and type before relaying it.
 Harness -> host only:
   R <json>               ready, once at start-up
   X <json>               the program tampered with the result channel: every test fails
@@ -29,6 +31,11 @@ Harness -> host only:
   C <i32 k><json>        the child died during test k (k = -1: while running the program)
   O <bytes>              the program's first stdout/stderr bytes (capped)
   Z <json>               the job is over (CPU time, forks, scratch entries left after a wipe)
+Every frame to the host carries, before the type byte, the job's sequence number (u32), so that
+no frame of one job can ever be read as another's.
+
+Expressions that need only the test's setup and imports ("clean" holes: expected values such as
+``math.sqrt(25)``) are evaluated in a separate child that runs the setup but never the program.
 """
 import builtins
 import collections
@@ -45,6 +52,7 @@ import stat
 import struct
 import sys
 import time
+import warnings
 
 # Modules most solutions import: importing them here once makes every forked child start warm.
 # (threading is left out on purpose: it makes every fork slower.)
@@ -57,21 +65,41 @@ _PR_SET_DUMPABLE = 4
 _HDR = struct.Struct(">I")
 _KJ = struct.Struct(">IH")
 _K = struct.Struct(">i")
+_SEQ = struct.Struct(">I")
+_NO_EXPR = 0xFFFF  # E frames of a test's imports or of an exec-mode body
 _CLK = os.sysconf("SC_CLK_TCK")
 
-# Captured once so a program that rebinds builtins cannot change how values are encoded.
-_type, _len, _hex, _isinstance, _bool = type, len, hex, isinstance, bool
+# Every function the harness calls is captured here, at import, before any program exists: a program
+# that rebinds builtins.eval, os.write or json.dumps changes nothing the harness does.
+_type, _len, _hex, _isinstance, _bool, _str = type, len, hex, isinstance, bool, str
+_eval, _exec, _hasattr, _getattr = builtins.eval, builtins.exec, hasattr, getattr
+_write, _read, _exit, _fork, _urandom = os.write, os.read, os._exit, os.fork, os.urandom
 _EXACT_LIST, _EXACT_TUPLE, _EXACT_DICT = list, tuple, dict
 _ORDERED, _DEFAULTDICT, _COUNTER, _DEQUE = (collections.OrderedDict, collections.defaultdict,
                                            collections.Counter, collections.deque)
+_VIEWS = {}  # exact dict view types -> tag (OrderedDict's views are types of their own)
+for _d in ({}, collections.OrderedDict()):
+    _VIEWS.update({_type(_d.keys()): "dk", _type(_d.values()): "dv", _type(_d.items()): "di"})
+_SIZED = frozenset((str, bytes, bytearray, list, tuple, dict, set, frozenset, range, _ORDERED, _DEFAULTDICT,
+                    _COUNTER, _DEQUE, *_VIEWS))
+# The C encoder of the json module: no Python-level function of json takes part in an encoding.
+_JSON = json.encoder.c_make_encoder(None, None, json.encoder.encode_basestring_ascii, None, ":", ",",
+                                    False, False, False)
 _MODULES = sys.modules
+# Test code the host rewrote calls a constant (replaced by the checker at compile time): not a mistake.
+warnings.filterwarnings("ignore", category=SyntaxWarning)
+_CHECK_SENTINEL = "\x00sandbox-check"  # the host writes this constant where a test calls the checker
+_TRY_SENTINEL = "\x00sandbox-try"
 
 
-class _TooLarge(Exception):
+class _TooLarge(Exception):  # reported with the reason ValueTooLarge
     pass
 
 
-class _Unencodable(Exception):
+ValueTooLarge = _TooLarge
+
+
+class UnencodableValue(Exception):
     pass
 
 
@@ -85,10 +113,10 @@ def encode_value(value, cap):
 
     def enc(v, depth):
         if depth > 100:
-            raise _Unencodable("value nested deeper than 100 levels")
+            raise UnencodableValue("value nested deeper than 100 levels")
         budget[0] -= 8
         if budget[0] < 0:
-            raise _TooLarge()
+            raise ValueTooLarge()
         t = _type(v)
         if v is None or t is bool:
             return v
@@ -99,18 +127,18 @@ def encode_value(value, cap):
             budget[0] -= _len(s)
             return {"i": s}
         if t is float:
-            return {"f": v.hex()}
+            return {"f": float.hex(v)}
         if t is str:
             budget[0] -= _len(v)
             if budget[0] < 0:
-                raise _TooLarge()
+                raise ValueTooLarge()
             return v
         if t is complex:
-            return {"c": [v.real.hex(), v.imag.hex()]}
+            return {"c": [float.hex(v.real), float.hex(v.imag)]}
         if t is bytes or t is bytearray:
             budget[0] -= 2 * _len(v)
             if budget[0] < 0:
-                raise _TooLarge()
+                raise ValueTooLarge()
             return {("b" if t is bytes else "ba"): v.hex()}
         if t is _EXACT_LIST:
             return [enc(x, depth + 1) for x in v]
@@ -128,52 +156,87 @@ def encode_value(value, cap):
             return {"dq": [enc(x, depth + 1) for x in v]}
         if t is range:
             return {"r": [v.start, v.stop, v.step]}
+        if t is _Raised:
+            name, msg = v.info
+            if _type(name) is not str or _type(msg) is not str:
+                raise UnencodableValue("malformed exception value")
+            budget[0] -= _len(name) + _len(msg)
+            return {"x": {"type": name[:100], "msg": msg[:300]}}
+        tag = _VIEWS.get(t)
+        if tag == "di":
+            return {tag: [[enc(k, depth + 1), enc(x, depth + 1)] for k, x in v]}
+        if tag is not None:
+            return {tag: [enc(x, depth + 1) for x in v]}
         # decimal and fractions are not pre-imported (they would slow every fork): if the program
-        # made such a value, the module is loaded. Whatever text is sent, the host builds its own.
+        # made such a value, the module is loaded. Whatever text is sent, the host builds its own
+        # value from it and checks it (a fake module here can only choose the text).
         dm, fm = _MODULES.get("decimal"), _MODULES.get("fractions")
-        if dm is not None and t is getattr(dm, "Decimal", None):
-            return {"dec": str(v)}
-        if fm is not None and t is getattr(fm, "Fraction", None):
+        if dm is not None and t is _getattr(dm, "Decimal", None):
+            return {"dec": _str(v)[:10000]}
+        if fm is not None and t is _getattr(fm, "Fraction", None):
             return {"fr": [_hex(v.numerator), _hex(v.denominator)]}
-        if hasattr(t, "__next__") and hasattr(t, "__iter__"):
+        if _hasattr(t, "__next__") and _hasattr(t, "__iter__"):
             # generators, map(), zip(), ...: the items go out; the host keeps iterator semantics
             items = []
             for x in v:
                 items.append(enc(x, depth + 1))
                 if budget[0] < 0:
-                    raise _TooLarge()
+                    raise ValueTooLarge()
             return {"it": items}
         # A namedtuple that keeps tuple's own equality compares like the plain tuple.
-        if _isinstance(v, _EXACT_TUPLE) and hasattr(t, "_fields") and t.__eq__ is tuple.__eq__:
+        if _isinstance(v, _EXACT_TUPLE) and _hasattr(t, "_fields") and t.__eq__ is tuple.__eq__:
             return {"t": [enc(x, depth + 1) for x in _EXACT_TUPLE.__iter__(v)]}
-        raise _Unencodable("values of type %s cannot be compared outside the sandbox"
-                           % getattr(t, "__qualname__", "?")[:80])
+        raise UnencodableValue("values of type %s cannot be compared outside the sandbox"
+                               % _getattr(t, "__qualname__", "?")[:80])
 
     try:
-        text = json.dumps(enc(value, 0), ensure_ascii=True, separators=(",", ":"),
-                          check_circular=False, allow_nan=False)
+        text = "".join(_JSON(enc(value, 0), 0))
     except RecursionError:
-        raise _Unencodable("value nested too deeply") from None
+        raise UnencodableValue("value nested too deeply") from None
     if _len(text) > cap:
-        raise _TooLarge()
+        raise ValueTooLarge()
     return text.encode("ascii")
 
 
+def _size(value):
+    """len() of an exact builtin container, for a test that only looks at the length (so a result
+    over the value cap can still be measured); anything else is refused like an unencodable value."""
+    t = _type(value)
+    if t not in _SIZED:
+        if _hasattr(t, "__next__"):
+            raise TypeError("object of type '%s' has no len()" % _getattr(t, "__name__", "?")[:80])
+        raise UnencodableValue("the length of a %s cannot be trusted outside the sandbox"
+                               % _getattr(t, "__qualname__", "?")[:80])
+    return t.__len__(value)
+
+
 def _exc_info(e):
-    """Type name and a short message, safely: str() of a hostile exception may itself raise."""
+    """Type name and a short message as JSON, safely: str() of a hostile exception may itself raise."""
+    name, msg = _exc_pair(e)
+    return "".join(_JSON({"type": name, "msg": msg}, 0)).encode("ascii")
+
+
+def _exc_pair(e):
     try:
-        msg = str(e)[:300]
+        msg = _str(e)
+        msg = msg[:300] if _type(msg) is str else "<unprintable>"
     except BaseException:
         msg = "<unprintable>"
-    return json.dumps({"type": _type(e).__name__[:100], "msg": msg}).encode()
+    try:
+        name = _type(e).__name__
+        name = name[:100] if _type(name) is str else "?"
+    except BaseException:
+        name = "?"
+    return name, msg
 
 
 # ----------------------------------------------------------------------------- child side
 _TOKEN_BYTES = 16
 
 
-def _child(job, start, res_w, out_w, devnull, token):
-    """Runs in the forked child: never returns."""
+def _child(job, start, res_w, out_w, devnull, token, clean):
+    """Runs in the forked child: never returns. A clean child runs the setup but not the program,
+    and evaluates only the clean holes of its tests."""
     try:
         os.setpgid(0, 0)
         os.dup2(devnull, 0)
@@ -186,7 +249,7 @@ def _child(job, start, res_w, out_w, devnull, token):
         _LIBC.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
         try:  # raw os calls: the io stack would touch (and copy) far more of the parent's memory
             oom = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-            os.write(oom, b"1000")
+            _write(oom, b"1000")
             os.close(oom)
         except OSError:
             pass
@@ -199,92 +262,171 @@ def _child(job, start, res_w, out_w, devnull, token):
                 R.setrlimit(getattr(R, name), (int(value), int(value)))
         if job.get("scratch"):
             os.chdir(job["scratch"])
+        _MODULES["__main__"] = _type(sys)("__main__")  # this module is not the program's to find by name
     except BaseException as e:  # set-up failure is a harness problem: report it as a crash
-        os.write(2, ("sandbox child set-up failed: %r\n" % (e,)).encode())
-        os._exit(70)
+        _write(2, ("sandbox child set-up failed: %r\n" % (e,)).encode())
+        _exit(70)
 
     pending = []
+    write, join, encode, info, evaluate, execute = _write, b"".join, encode_value, _exc_info, _eval, _exec
+    hdr, kj = _HDR.pack, _KJ.pack
 
-    def send(payload):
+    def send(payload, now=False):
         """Queue a frame; D (a test's end) flushes the test's frames in one write."""
-        pending.append(_HDR.pack(len(payload) + _TOKEN_BYTES) + token + payload)
-        if payload[:1] in (b"D", b"L", b"P"):
-            os.write(fd, b"".join(pending))
+        pending.append(hdr(_len(payload) + _TOKEN_BYTES) + token + payload)
+        if now or payload[:1] in (b"D", b"L", b"P"):
+            data = join(pending)
             pending.clear()
+            while data:
+                data = data[write(fd, data):]
 
     cap = int(job["value_cap"])
+    current = [0, 0, False]  # the test being run, how many of its inside checks reported, in a test
+
+    def check(cid, truth, size, found, *thunks):
+        """An assertion the host rewrote (inside a function, or in a multi-statement test): its
+        holes' values go out now, strictly encoded; the host decides. It never raises, so the
+        expected values need not be here, and the frame is written before the program runs again."""
+        if not current[2]:  # the setup called its own function: no test to report to, no host to decide
+            raise RuntimeError("an assert in a setup function ran outside a test; call it from a test")
+        parts, left = [], cap
+        for j, thunk in enumerate(thunks):
+            try:
+                value = thunk()
+                if j in found:
+                    value = value if _type(value) is bool else value is not None
+                payload = encode(_bool(value) if j in truth else _size(value) if j in size else value, left)
+                left -= _len(payload)
+            except ValueTooLarge:
+                payload = b'{"x":{"type":"ValueTooLarge","msg":""}}'
+            except BaseException as e:
+                payload = b'{"x":' + info(e) + b"}"
+            parts.append(payload)
+        n = current[1]
+        current[1] += 1
+        send(b"K" + kj(current[0], n & 0xFFFF) + b'["' + cid.encode("ascii") + b'",[' + b",".join(parts) + b"]]",
+             now=True)
+
+    job["_checker"][0] = check
     g = {"__name__": "__sandbox__", "__builtins__": builtins}
     try:
-        exec(_code(job["_program"]), g)
+        if not clean:
+            execute(_code(job["_program"]), g)
         if job["_setup"] is not None:
-            exec(_code(job["_setup"]), g)
+            execute(_code(job["_setup"]), g)
     except BaseException as e:
         _flush_stdio()
-        send(b"P" + _exc_info(e))
-        os._exit(0)
+        send(b"P" + info(e))
+        _exit(0)
     send(b"L")
     # Tests see the builtins as they were before the program ran (a program's own functions keep
     # whatever builtins they were defined with). The dict was made by the parent for this job:
     # copying it here would cost every child ~0.2 ms of copy-on-write faults.
     g["__builtins__"] = job["_builtins"]
+    current[2] = True
     sys.settrace(None)
     sys.setprofile(None)
-    for test in job["tests"][start:]:
+    skip_clean = not clean and not job.get("_clean_failed")
+    for test in (job["_clean_tests"] if clean else job["tests"])[start:]:
         k = test["k"]
+        current[0], current[1] = k, 0
         if test["mode"] == "eval":
             if test["_pre"] is not None:
                 try:
-                    exec(_code(test["_pre"]), g)
+                    execute(_code(test["_pre"]), g)
                 except BaseException as e:
-                    send(b"E" + _KJ.pack(k, 0) + _exc_info(e))
-                    send(b"D" + _KJ.pack(k, 0)[:4])
+                    send(b"E" + kj(k, _NO_EXPR) + info(e))
+                    send(b"D" + kj(k, 0)[:4])
                     continue
-            truth = test.get("truth", ())
+            truth, size, found, held = test["_truth"], test["_size"], test["_found"], test["_clean"]
             for j, code in enumerate(test["_exprs"]):
-                try:
-                    value = eval(_code(code), g)
+                if (j in held) != clean and (clean or skip_clean):
+                    continue  # the other child evaluates this one
+                try:  # every hole is evaluated, even after one raised: the host short-circuits
+                    value = evaluate(_code(code), g)
                     if j in truth:
                         value = _bool(value)
-                    payload = encode_value(value, cap)
-                except _TooLarge:
-                    send(b"E" + _KJ.pack(k, j) + json.dumps({"type": "ValueTooLarge",
-                                                             "msg": "value over %d bytes" % cap}).encode())
-                    break
+                    elif j in size:
+                        value = _size(value)
+                    elif j in found:  # EvalPlus' regex oracle: no object of the program is judged
+                        value = value if _type(value) is bool else value is not None
+                    payload = encode(value, cap)
+                except ValueTooLarge:
+                    send(b"E" + kj(k, j) + b'{"type":"ValueTooLarge","msg":"value over %d bytes"}' % cap)
+                    continue
                 except BaseException as e:
-                    send(b"E" + _KJ.pack(k, j) + _exc_info(e))
-                    break
-                send(b"V" + _KJ.pack(k, j) + payload)
+                    send(b"E" + kj(k, j) + info(e))
+                    continue
+                send(b"V" + kj(k, j) + payload)
         else:
             try:
-                exec(_code(test["_src"]), g)
+                execute(_code(test["_src"]), g)
             except BaseException as e:
-                send(b"E" + _KJ.pack(k, 0) + _exc_info(e))
-        send(b"D" + _KJ.pack(k, 0)[:4])
+                send(b"E" + kj(k, _NO_EXPR) + info(e), now=True)
+        send(b"D" + kj(k, 0)[:4])
     _flush_stdio()
-    os._exit(0)  # also ends any non-daemon thread the program started
+    _exit(0)  # also ends any non-daemon thread the program started
 
 
-def _compile(src, name, mode):
+def _compile(src, name, mode, consts=None):
     """Compiled here, in the warm parent, so that no child pays for the compiler: a first compile
     in a fresh fork costs ~1.7 ms of copy-on-write faults. Errors travel as the exception, raised
-    in the child where the program would have raised them."""
+    in the child where the program would have raised them. ``consts`` maps sentinel strings the host
+    wrote into test code to the harness's own functions, so no name lookup can reach them."""
     try:
-        return compile(src, name, mode, dont_inherit=True, optimize=0)
+        code = compile(src, name, mode, dont_inherit=True, optimize=0)
     except Exception as e:  # SyntaxError, ValueError (NUL bytes), RecursionError, MemoryError
         return e
+    return _bind_consts(code, consts) if consts else code
+
+
+def _bind_consts(code, consts):
+    co = tuple(_bind_consts(c, consts) if _type(c) is _type(code) else
+               consts.get(c, c) if _type(c) is str else c for c in code.co_consts)
+    return code.replace(co_consts=co)
 
 
 def _compile_job(job):
-    job["_builtins"] = dict(_PRISTINE_BUILTINS)
+    builtins_ = dict(_PRISTINE_BUILTINS)
+    job["_builtins"] = builtins_
+    checker = job["_checker"] = [None]
+
+    def check(*args):  # bound to the child's checker once the child runs (a constant in test code)
+        return checker[0](*args)
+
+    def attempt(thunk, truth=0):
+        """A hole inside an all()/any() the host rewrote: its value, or the exception it raised."""
+        try:
+            return _bool(thunk()) if truth else thunk()
+        except BaseException as e:
+            return _Raised(_exc_pair(e))
+
+    consts = {_CHECK_SENTINEL: check, _TRY_SENTINEL: attempt}
     job["_program"] = _compile(job["program"], "<program>", "exec")
-    job["_setup"] = _compile(job["setup"], "<test setup>", "exec") if job.get("setup") else None
+    job["_setup"] = _compile(job["setup"], "<test setup>", "exec", consts) if job.get("setup") else None
+    job["_clean_tests"] = []
     for test in job["tests"]:
         name = "<test %d>" % test["k"]
         if test["mode"] == "eval":
             test["_pre"] = _compile(test["pre"], name, "exec") if test.get("pre") else None
-            test["_exprs"] = [_compile(src, name, "eval") for src in test["exprs"]]
+            test["_exprs"] = [_compile(src, name, "eval", consts) for src in test["exprs"]]
+            test["_truth"] = frozenset(test.get("truth", ()))
+            test["_size"] = frozenset(test.get("size", ()))
+            test["_found"] = frozenset(test.get("found", ()))
+            test["_clean"] = frozenset(test.get("clean", ()))
+            if test["_clean"]:
+                job["_clean_tests"].append(test)
         else:
-            test["_src"] = _compile(test["src"], name, "exec")
+            test["_src"] = _compile(test["src"], name, "exec", consts)
+
+
+class _Raised:
+    """The exception a hole raised, as a value: sent as such, raised on the host only if needed."""
+
+    __slots__ = ("info",)
+
+    def __init__(self, info):
+        self.info = info
 
 
 def _code(c):
@@ -308,9 +450,10 @@ class _Host:
     def __init__(self, rfd, wfd):
         self.rfd, self.wfd = rfd, wfd
         self.queue = []
+        self.seq = b"\0\0\0\0"
 
     def send(self, payload):
-        self.queue.append(_HDR.pack(len(payload)) + payload)
+        self.queue.append(_HDR.pack(len(payload) + 4) + self.seq + payload)
 
     def flush(self):
         data = memoryview(b"".join(self.queue))
@@ -524,6 +667,14 @@ def _run_job(job, host, devnull, clock):
     output = bytearray()
     stats = {"forks": 0, "cpu_s": 0.0}
     _compile_job(job)
+    clean = job["_clean_tests"]
+    start = 0
+    while start < len(clean):  # expected values first, in children that never run the program
+        sup = _Supervisor(job, start, host, devnull, deadline, output, stats, clock, clean=True)
+        start = sup.run()
+        if sup.program_failed or not sup.loaded:  # the setup alone fails: the program's child does it all
+            job["_clean_failed"] = True
+            break
     start = 0
     while start < len(tests):
         start = _Supervisor(job, start, host, devnull, deadline, output, stats, clock).run()
@@ -550,13 +701,14 @@ class _Supervisor:
     TICK = 0.05
     MIN_STEP = 0.005  # between two CPU readings during one test
 
-    def __init__(self, job, start, host, devnull, deadline, output, stats, clock):
-        self.job, self.tests, self.host = job, job["tests"], host
+    def __init__(self, job, start, host, devnull, deadline, output, stats, clock, clean=False):
+        self.clean = clean
+        self.job, self.tests, self.host = job, job["_clean_tests" if clean else "tests"], host
         lim = job["limits"]
         self.cpu_s, self.wall_s = float(lim["test_cpu_s"]), float(lim["test_wall_s"])
         self.deadline, self.output, self.stats = deadline, output, stats
         self.out_cap = int(job["output_cap"])
-        self.frames = _Frames(int(job["value_cap"]) + 64 + _TOKEN_BYTES)
+        self.frames = _Frames(int(job["value_cap"]) + (1 << 16) + _TOKEN_BYTES)
         # The program can write to the result pipe too (it runs in the child): frames must carry this
         # fork's token, and must be the ones the test being timed can send, or the program fails.
         self.token = os.urandom(_TOKEN_BYTES)
@@ -576,7 +728,7 @@ class _Supervisor:
             os.close(res_r)
             os.close(out_r)
             # the child's copy of this object forgets the token: it lives on only where send() needs it
-            _child(job, start, res_w, out_w, devnull, self.__dict__.pop("token"))
+            _child(job, start, res_w, out_w, devnull, self.__dict__.pop("token"), clean)
         os.close(res_w)
         os.close(out_w)
         os.set_blocking(res_r, False)
@@ -615,28 +767,46 @@ class _Supervisor:
             self.tampered = True
             return
         frame = frame[_TOKEN_BYTES:]
-        kind = frame[:1]
-        if kind == b"L" and not self.loaded and not self.program_failed:
+        kind, n = frame[:1], len(frame)
+        if kind == b"L" and n == 1 and not self.loaded and not self.program_failed:
             if not self._phase_end():
                 return
             self.loaded = True
-            self.host.send(frame)
+            if not self.clean:
+                self.host.send(frame)
             self._new_phase()
         elif kind == b"P" and not self.loaded and not self.program_failed:
             self.program_failed = True
-            self.host.send(frame)
-        elif (kind in (b"V", b"E", b"D") and self.loaded and self.cur < len(self.tests)
-              and len(frame) >= 5 and _K.unpack_from(frame, 1)[0] == self.tests[self.cur]["k"]):
+            if not self.clean:
+                self.host.send(frame)
+        elif (self.loaded and self.cur < len(self.tests) and n >= 5
+              and _K.unpack_from(frame, 1)[0] == self.tests[self.cur]["k"] and self._expected(kind, frame)):
             if kind == b"D":
                 if not self._phase_end():
                     return
-                self.host.send(frame)
+                if not self.clean:  # the host learns a test's end from the program's child
+                    self.host.send(frame)
                 self.cur += 1
                 self._new_phase()
             else:
                 self.host.send(frame)
-        else:  # out of order, a test already ended, unknown type: the harness never sends these
+        else:  # out of order, a test already ended, unknown type, a wrong length: never sent by _child
             self.tampered = True
+
+    def _expected(self, kind, frame):
+        """Whether the child running the current test can send this frame (type, length, expression)."""
+        if kind == b"D":
+            return len(frame) == 5
+        if len(frame) < 7 or kind not in (b"V", b"E", b"K"):
+            return False
+        if kind == b"K":
+            return not self.clean
+        test, j = self.tests[self.cur], _KJ.unpack_from(frame, 1)[1]
+        if j == _NO_EXPR:
+            return kind == b"E"
+        if test["mode"] != "eval" or j >= len(test["_exprs"]):
+            return False
+        return self.clean == (j in test["_clean"]) or (not self.clean and bool(self.job.get("_clean_failed")))
 
     def _drain(self, fd):
         """Read what is available; False at end of file."""
@@ -740,6 +910,14 @@ class _Supervisor:
         if kind == "X":  # nothing this program reports can be trusted: stop here
             self.host.send(b"X" + json.dumps(info).encode())
             return n
+        if self.clean:  # the setup alone died or hung on an expected value: that test errors
+            if self.loaded and self.cur < n:
+                test = self.tests[self.cur]
+                j = min(test["_clean"])
+                self.host.send(b"E" + _KJ.pack(test["k"], j) + json.dumps(
+                    {"type": "expected_value_" + ("timeout" if kind == "T" else "crashed"), "msg": info.get("reason", "")}).encode())
+                return self.cur + 1
+            return n
         if not self.loaded:  # the program itself hung or died: no test can run
             self.host.send(kind.encode() + _K.pack(-1) + json.dumps(info).encode())
             return n
@@ -803,6 +981,7 @@ def main(argv):
         if req is None:
             return 0
         job = json.loads(req)
+        host.seq = _SEQ.pack(int(job["seq"]) & 0xFFFFFFFF)
         if scratch:
             job["scratch"] = scratch
         _run_job(job, host, devnull, clock)
