@@ -226,8 +226,10 @@ def _child(job, start, res_w, out_w, devnull, token):
     g["__builtins__"] = job["_builtins"]
     sys.settrace(None)
     sys.setprofile(None)
+    stop = job.get("stop_at_first_failure")
     for test in job["tests"][start:]:
         k = test["k"]
+        raised = False
         if test["mode"] == "eval":
             if test["_pre"] is not None:
                 try:
@@ -235,6 +237,8 @@ def _child(job, start, res_w, out_w, devnull, token):
                 except BaseException as e:
                     send(b"E" + _KJ.pack(k, 0) + _exc_info(e))
                     send(b"D" + _KJ.pack(k, 0)[:4])
+                    if stop:
+                        break
                     continue
             truth = test.get("truth", ())
             for j, code in enumerate(test["_exprs"]):
@@ -246,9 +250,11 @@ def _child(job, start, res_w, out_w, devnull, token):
                 except _TooLarge:
                     send(b"E" + _KJ.pack(k, j) + json.dumps({"type": "ValueTooLarge",
                                                              "msg": "value over %d bytes" % cap}).encode())
+                    raised = True
                     break
                 except BaseException as e:
                     send(b"E" + _KJ.pack(k, j) + _exc_info(e))
+                    raised = True
                     break
                 send(b"V" + _KJ.pack(k, j) + payload)
         else:
@@ -256,7 +262,10 @@ def _child(job, start, res_w, out_w, devnull, token):
                 exec(_code(test["_src"]), g)
             except BaseException as e:
                 send(b"E" + _KJ.pack(k, 0) + _exc_info(e))
+                raised = True
         send(b"D" + _KJ.pack(k, 0)[:4])
+        if stop and raised:  # stop-at-first-failure: the harness sees the E frame and expects nothing more
+            break
     _flush_stdio()
     os._exit(0)  # also ends any non-daemon thread the program started
 
@@ -449,7 +458,9 @@ class _Supervisor:
     def __init__(self, job, start, host, devnull, deadline, output, stats):
         self.job, self.tests, self.host = job, job["tests"], host
         lim = job["limits"]
-        self.cpu_s, self.wall_s = float(lim["test_cpu_s"]), float(lim["test_wall_s"])
+        self.default_cpu_s, self.default_wall_s = float(lim["test_cpu_s"]), float(lim["test_wall_s"])
+        self.stop = bool(job.get("stop_at_first_failure"))
+        self.stopped = self.cur_raised = False
         self.deadline, self.output, self.stats = deadline, output, stats
         self.out_cap = int(job["output_cap"])
         self.frames = _Frames(int(job["value_cap"]) + 64 + _TOKEN_BYTES)
@@ -482,6 +493,10 @@ class _Supervisor:
         self._new_phase()
 
     def _new_phase(self):
+        # a test may carry its own budgets ("cpu_s", "wall_s"); loading the program uses the job's
+        test = self.tests[self.cur] if self.loaded and self.cur < len(self.tests) else {}
+        self.cpu_s = float(test.get("cpu_s", self.default_cpu_s))
+        self.wall_s = float(test.get("wall_s", self.default_wall_s))
         self.phase_start = time.monotonic()
         self.cpu_at_phase = self.cpu_ref + (self.phase_start - self.t_ref)
         self.cpu_check = self.phase_start + self.cpu_s
@@ -501,10 +516,14 @@ class _Supervisor:
         elif kind == b"P" and not self.loaded and not self.program_failed:
             self.program_failed = True
             self.host.send(frame)
-        elif (kind in (b"V", b"E", b"D") and self.loaded and self.cur < len(self.tests)
+        elif (kind in (b"V", b"E", b"D") and self.loaded and not self.stopped and self.cur < len(self.tests)
               and len(frame) >= 5 and _K.unpack_from(frame, 1)[0] == self.tests[self.cur]["k"]):
             self.host.send(frame)
-            if kind == b"D":
+            if kind == b"E":
+                self.cur_raised = True
+            elif kind == b"D":
+                self.stopped = self.stop and self.cur_raised  # the child sends nothing after this
+                self.cur_raised = False
                 self.cur += 1
                 self._new_phase()
         else:  # out of order, a test already ended, unknown type: the harness never sends these
@@ -557,7 +576,7 @@ class _Supervisor:
                 wstatus = self._reap()
                 if self.tampered:
                     return "X", {"reason": "tampering"}
-                if self.program_failed or self.cur >= len(self.tests):
+                if self.program_failed or self.stopped or self.cur >= len(self.tests):
                     return None
                 return "C", {"reason": "died", "exit": os.waitstatus_to_exitcode(wstatus)}
             now = time.monotonic()
@@ -605,7 +624,7 @@ class _Supervisor:
         if self.cur >= n:
             return n
         self.host.send(kind.encode() + _K.pack(self.tests[self.cur]["k"]) + json.dumps(info).encode())
-        return n if info.get("reason") == "program_deadline" else self.cur + 1
+        return n if info.get("reason") == "program_deadline" or self.stop else self.cur + 1
 
 
 def _drop_privileges(uid, gid):

@@ -27,7 +27,7 @@ from .checks import TestPlan, plan_test
 from .isolation import (HARNESS_PATH, SandboxUnavailable, UidLease, bwrap_argv, check_host, data_fd,
                         discover_interpreter, kill_uid, seccomp_filter_fd, unsafe_argv)
 from .types import Job, Result, SandboxConfig, TestResult
-from .verdicts import JobState, _json, judge
+from .verdicts import JobState, _json, judge, skip_after_failure
 
 _HDR = struct.Struct(">I")
 _STDERR_KEEP = 8192
@@ -202,10 +202,15 @@ class Worker:
         timeout = job.timeout_s or cfg.timeout_s
         memory_mb = job.memory_mb or cfg.memory_mb
         wall = cfg.wall_factor * timeout + 1.0
-        program_wall = max(cfg.program_timeout_s, wall)
+        tests = [plans[i].to_wire(i) for i in runnable]
+        if job.test_timeouts_s is not None:  # per-test budgets: the harness times each test by its own
+            for t in tests:
+                t["cpu_s"] = job.test_timeouts_s[t["k"]]
+                t["wall_s"] = cfg.wall_factor * t["cpu_s"] + 1.0
+        program_wall = max(cfg.program_timeout_s, wall, *(t.get("wall_s", 0.0) for t in tests))
         request = {
-            "program": job.program, "setup": job.setup,
-            "tests": [plans[i].to_wire(i) for i in runnable],
+            "program": job.program, "setup": job.setup, "tests": tests,
+            "stop_at_first_failure": job.stop_at_first_failure,
             "limits": {"test_cpu_s": timeout, "test_wall_s": wall, "program_wall_s": program_wall,
                        "memory_bytes": memory_mb << 20, "fsize_bytes": cfg.file_size_mb << 20,
                        "nofile": cfg.max_open_files, "cpu_total_s": int(program_wall) + 1,
@@ -249,6 +254,8 @@ class Worker:
                 kills = self.cgroups.oom_kills(self.slot)
                 oom, self._oom_kills = kills > self._oom_kills, kills
             results = self._explain(results, oom)
+        if job.stop_at_first_failure:
+            results = skip_after_failure(results)
         return Result(job.id, tuple(results), output=st.output.decode("utf-8", errors="replace"),
                       cpu_s=float(st.stats.get("cpu_s", 0.0)), wall_s=time.monotonic() - t0)
 

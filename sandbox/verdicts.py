@@ -117,6 +117,17 @@ def judge(plan: TestPlan, st: JobState, i: int) -> TestResult:
     return TestResult("error", "not_run", "the sandbox did not report this test")
 
 
+def skip_after_failure(results: list[TestResult]) -> list[TestResult]:
+    """Stop-at-first-failure: every test after the first one that did not pass is skipped (failed), whatever
+    the sandbox reported for it. The harness stops at a test that raised, timed out or crashed; a wrong
+    value is only known here, so later tests may have run: their verdicts are dropped all the same."""
+    out = list(results)
+    first = next((i for i, r in enumerate(out) if r.status != "passed"), len(out))
+    skipped = TestResult("failed", "skipped", f"not run: test {first} did not pass (stop_at_first_failure)")
+    out[first + 1:] = [skipped] * (len(out) - first - 1)
+    return out
+
+
 def _short_repr(v: object, limit: int = 200) -> str:
     try:
         r = repr(v)
