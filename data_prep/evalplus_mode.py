@@ -17,6 +17,16 @@ that of the same program with an empty test); a group that used less than ``min_
 needs no finer look (each of its tests gets the floor), a slower one is split in eight until single
 tests are timed. So a task whose reference is fast everywhere costs two sandbox runs. Times below that
 resolution are stored as the group's time: an upper bound, enough for the formula.
+
+Where this differs from EvalPlus: a budget covers the whole test as the sandbox runs it (the call, and
+for tests that compare inside the sandbox, such as a reference function's output, that work too), and
+so does the reference time it comes from; EvalPlus times the call alone. EvalPlus' per-task wall cap
+(60 s for all inputs together) is not copied: the pool's ``program_timeout_s`` bounds a program.
+
+Use from Python (``rewards.bon_eval --evalplus_mode`` does this)::
+
+    budgets = evalplus_time_limits(records, pool)  # {record id: one CPU budget per test}
+    Job(rid, program, tests, setup=setup, test_timeouts_s=budgets[rid], stop_at_first_failure=True)
 """
 from __future__ import annotations
 

@@ -365,14 +365,38 @@ class SandboxPool:
         plans = [plan_test(t) for t in job.tests]
         w = self._idle.get()
         try:
-            result = w.run(job, plans)
-            if any(t.reason == "sandbox_worker" for t in result.tests):
-                # The worker itself died (killed from outside, or the node's OOM killer): that says
-                # nothing about the program, so run it once more on the restarted worker.
-                result = w.run(job, plans)
-            return result
+            if job.stop_at_first_failure:
+                return self._run_stopping(w, job, plans)
+            return self._run_on(w, job, plans)
         finally:
             self._idle.put(w)
+
+    @staticmethod
+    def _run_on(w: Worker, job: Job, plans: list[TestPlan]) -> Result:
+        result = w.run(job, plans)
+        if any(t.reason == "sandbox_worker" for t in result.tests):
+            # The worker itself died (killed from outside, or the node's OOM killer): that says
+            # nothing about the program, so run it once more on the restarted worker.
+            result = w.run(job, plans)
+        return result
+
+    def _run_stopping(self, w: Worker, job: Job, plans: list[TestPlan]) -> Result:
+        """Stop-at-first-failure: a wrong value is only known here, so the tests go in chunks of 1, 4, 16, ...
+        (the program runs afresh for each) and no chunk starts after one with a failure."""
+        tests: list[TestResult] = []
+        output, cpu, wall, start, size = "", 0.0, 0.0, 0, 1
+        while start < len(plans):
+            end = min(len(plans), start + size)
+            budgets = job.test_timeouts_s[start:end] if job.test_timeouts_s is not None else None
+            part = dataclasses.replace(job, tests=job.tests[start:end], test_timeouts_s=budgets)
+            r = self._run_on(w, part, plans[start:end])
+            tests += r.tests
+            output, cpu, wall = output or r.output, cpu + r.cpu_s, wall + r.wall_s
+            if not r.all_passed:
+                break
+            start, size = end, size * 4
+        tests += [TestResult("failed")] * (len(plans) - len(tests))  # replaced by `skipped` below
+        return Result(job.id, tuple(skip_after_failure(tests)), output=output, cpu_s=cpu, wall_s=wall)
 
     def imap(self, jobs: Iterable[Job], lookahead: int | None = None) -> Iterator[Result]:
         """Results in input order, while up to ``lookahead`` later jobs run or wait (default 2048 per

@@ -68,7 +68,12 @@ def test_stop_at_first_failure(pool):
     assert [t.status for t in stop.tests] == ["passed", "timeout", "failed", "failed", "failed"]
     assert {t.reason for t in stop.tests[2:]} == {"skipped"}
     assert stop.cpu_s < 1.4  # test 2 never ran: the harness stopped at the timeout
-    # a wrong value is decided on the host: the tests after it are skipped all the same
+    # a wrong value is decided on the host, which sends the tests in chunks (1, 4, 16, ...): the
+    # slow tests after a wrong value in the first chunk never run
+    wrong_first = pool.run(Job("wrong_first", prog, ["assert f(0) == 99"] + ["assert f(2) == 3"] * 3,
+                               test_timeouts_s=(1, 5, 5, 5), stop_at_first_failure=True))
+    assert [t.reason for t in wrong_first.tests] == ["assertion"] + ["skipped"] * 3
+    assert wrong_first.cpu_s < 0.5
     wrong = pool.run(Job("wrong", "def f(x):\n    return x + 1\n", tests[2:], stop_at_first_failure=True))
     assert [t.status for t in wrong.tests] == ["passed", "failed", "failed"] and wrong.tests[2].reason == "skipped"
     raised = pool.run(Job("raised", "def f(x):\n    return x + 1 if x != 3 else 1 // 0\n", tests[2:], stop_at_first_failure=True))
