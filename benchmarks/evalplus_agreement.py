@@ -18,7 +18,8 @@ samples for every task. Ours: ``data_prep.benchmarks``' HumanEval+/MBPP+ records
 with ``rewards.bon_eval``'s limits, in the default mode (fixed budgets, every test) and the EvalPlus mode
 (``data_prep/evalplus_mode.py``). Both use --workers parallel slots. Base = the base inputs pass; plus =
 base and plus inputs pass (EvalPlus' "+" score). Set-up (EvalPlus' ground truth, our reference times:
-both cached) is timed apart from samples/s. Every disagreement is listed with a category; candidates
+both cached) is timed apart from samples/s; EvalPlus and our modes take turns on --blocks blocks of
+the candidates, so load from other processes falls on both. Every disagreement is listed with a category; candidates
 EvalPlus and we disagree on are run through EvalPlus a second time to see whether its verdict repeats.
 """
 from __future__ import annotations
@@ -59,7 +60,7 @@ def evalplus_worker(inp: str, out: str) -> None:
     ds = job["dataset"]
     problems = get_human_eval_plus() if ds == "humaneval" else get_mbpp_plus()
     full_hash = get_human_eval_plus_hash() if ds == "humaneval" else get_mbpp_plus_hash()
-    tasks = sorted({c["task_id"] for c in job["candidates"]})
+    tasks = sorted(job["tasks"])  # ground truth for all selected tasks, cached across blocks
     problems = {t: problems[t] for t in tasks}
     t0 = time.time()
     subset = f"{full_hash}-{hashlib.sha1(json.dumps(tasks).encode()).hexdigest()[:12]}"  # its cache, per subset
@@ -84,10 +85,10 @@ def _timed(fn, *a):
     return r
 
 
-def run_evalplus(args, ds: str, cands: list[dict], tag: str) -> dict:
+def run_evalplus(args, ds: str, cands: list[dict], tag: str, tasks: list[str]) -> dict:
     work = Path(args.output_dir)
     inp, out = work / f"evalplus-{ds}-{tag}-in.json", work / f"evalplus-{ds}-{tag}-out.json"
-    inp.write_text(json.dumps({"dataset": ds, "workers": args.workers, "candidates": cands}))
+    inp.write_text(json.dumps({"dataset": ds, "workers": args.workers, "candidates": cands, "tasks": tasks}))
     env = {**os.environ, DATA[ds][2]: str(Path(args.data_dir) / DATA[ds][0]),
            "XDG_CACHE_HOME": str(work / "evalplus_cache")}
     subprocess.run([args.evalplus_python, __file__, "_evalplus_worker", str(inp), str(out)], env=env, check=True,
@@ -237,6 +238,7 @@ def main(argv=None) -> dict:
     p.add_argument("--samples", default="", help="JSONL of real samples: task_id and solution or completion")
     p.add_argument("--workers", type=int, default=2, help="parallel slots, for EvalPlus and for us")
     p.add_argument("--modes", default="default,evalplus", help="our modes to compare")
+    p.add_argument("--blocks", type=int, default=4, help="EvalPlus and ours take turns on this many blocks")
     p.add_argument("--data_dir", default=os.environ.get("ACECODER_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     p.add_argument("--evalplus_python", default="/work/venvs/evalplus/bin/python")
     p.add_argument("--output_dir", default="outputs/evalplus_agreement")
@@ -270,19 +272,33 @@ def main(argv=None) -> dict:
                 cands += [{"cid": f"{t}#{j}:{kind}", "task_id": t, "kind": kind, "solution": code}
                           for j, (kind, code) in enumerate(made)]
             print(f"[agreement] {ds}: {len(ids)} tasks, {len(cands)} candidates", file=sys.stderr, flush=True)
-            ep = run_evalplus(args, ds, cands, "first")
+            # EvalPlus and our modes take turns block by block, so a change in the machine's load hits both
+            modes = args.modes.split(",")
+            ep = {"results": {}, "wall_s": 0.0, "setup_s": 0.0}
+            ours = {m: {} for m in modes}
+            times = {m: [0.0, 0.0] for m in modes}
+            for b in range(args.blocks):
+                block = cands[b * len(cands) // args.blocks:(b + 1) * len(cands) // args.blocks]
+                if not block:
+                    continue
+                e = run_evalplus(args, ds, block, f"first{b}", ids)
+                ep["results"].update(e["results"])
+                ep["wall_s"] += e["wall_s"]
+                ep["setup_s"] += e["setup_s"]
+                for mode in modes:
+                    res, wall, setup = run_ours(args, recs, block, mode, pool)
+                    ours[mode].update(res)
+                    times[mode][0] += wall
+                    times[mode][1] += setup
+                print(f"[agreement] {ds} block {b + 1}/{args.blocks}: EvalPlus {ep['wall_s']:.0f} s, ours "
+                      + ", ".join(f"{m} {t[0]:.0f} s" for m, t in times.items()), file=sys.stderr, flush=True)
             r = {"tasks": len(ids), "candidates": len(cands), "evalplus": {"samples_per_s": len(cands) / ep["wall_s"],
                  "wall_s": ep["wall_s"], "setup_s": ep["setup_s"]}, "ours": {}}
-            ours = {}
-            for mode in args.modes.split(","):
-                res, wall, setup = run_ours(args, recs, cands, mode, pool)
-                ours[mode] = res
+            for mode, (wall, setup) in times.items():
                 r["ours"][mode] = {"samples_per_s": len(cands) / wall, "wall_s": wall, "setup_s": setup}
-                print(f"[agreement] {ds} {mode}: {len(cands) / wall:.2f} samples/s (EvalPlus "
-                      f"{len(cands) / ep['wall_s']:.2f})", file=sys.stderr, flush=True)
             differ = [c for c in cands if any((ep["results"][c["cid"]][s] == "pass") != o[c["cid"]][s]
                                               for o in ours.values() for s in ("base", "plus"))]
-            again = run_evalplus(args, ds, differ, "again")["results"] if differ else {}
+            again = run_evalplus(args, ds, differ, "again", ids)["results"] if differ else {}
             for mode, res in ours.items():
                 r["ours"][mode].update(compare(ds, cands, ep["results"], again, res, mode, ours.get("evalplus")))
             r["slowest"] = sorted(([round(ep["results"][c["cid"]]["wall_s"], 2)]
