@@ -11,7 +11,8 @@ and the record's ``test_setup``:
 - HumanEval+ / MBPP+: one assert per input of the EvalPlus test set (base + plus inputs, deduplicated
   as in the ``*-OriginFmt`` files), mirroring EvalPlus' output oracle: exact ``==``, or for float
   answers (or a task tolerance) the same type and length and ``numpy.allclose(rtol=1e-07, atol)``,
-  implemented without numpy in ``_evalplus_check`` inside ``test_setup``; plus EvalPlus' special
+  implemented without numpy in ``_evalplus_check`` (``sandbox/oracles.py``: the sandbox applies it on
+  the host, to the strictly encoded answer; a copy goes into ``test_setup``); plus EvalPlus' special
   oracles (see ``PLUS_SPECIAL_ORACLES``).
 
 Where the plus tests differ from running EvalPlus itself: repeated inputs are tested once (as in the
@@ -29,6 +30,7 @@ import argparse
 import ast
 import gzip
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -39,6 +41,7 @@ from typing import Any, Callable
 
 from data_prep.io import write_records
 from data_prep.schema import AceCodeRecord
+from sandbox import oracles
 from sandbox.pyparse import parse
 
 log = logging.getLogger(__name__)
@@ -68,72 +71,20 @@ PLUS_SPECIAL_ORACLES = {
     "mbpp: surface_Area (Mbpp/581)": "also accept round() of the area computed from the perpendicular height",
     "mbpp: digit_distance_nums (Mbpp/558)": "also accept the digit distance of the zero-padded numbers",
     "humaneval: find_zero (HumanEval/32)":
-        "abs(_poly(xs, answer)) <= atol; the OriginFmt check() calls _poly(*answer, xs), which raises for every "
+        "abs(_evalplus_poly(xs, answer)) <= atol (the dataset's _poly, applied on the host); the OriginFmt check() calls _poly(*answer, xs), which raises for every "
         "answer, so we follow EvalPlus' evaluator",
 }
 # Tasks left out of the plus sets because their tests could not be converted faithfully (id: reason).
 UNCONVERTED: dict[str, str] = {}
 
-_EVALPLUS_CHECK_SRC = '''\
-def _evalplus_is_floats(x):
-    if isinstance(x, float):
-        return True
-    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(i, float) for i in x)
-
-
-def _evalplus_allclose(out, exp, atol, rtol=1e-07):
-    # numpy.allclose on equal shapes (no broadcasting): |out - exp| <= atol + rtol * |exp| everywhere.
-    if isinstance(out, (list, tuple)) or isinstance(exp, (list, tuple)):
-        return (isinstance(out, (list, tuple)) and isinstance(exp, (list, tuple)) and len(out) == len(exp)
-                and all(_evalplus_allclose(o, e, atol, rtol) for o, e in zip(out, exp)))
-    if not isinstance(out, (int, float, complex)) or not isinstance(exp, (int, float, complex)):
-        return False
-    if out == exp:
-        return True
-    diff, scale = abs(out - exp), abs(exp)
-    if diff != diff or diff == float("inf") or scale == float("inf"):
-        return False  # nan never matches; an infinity only matches itself
-    return diff <= atol + rtol * scale
-
-
-def _evalplus_check(out, exp, atol, as_sets=False):
-    """EvalPlus' output oracle: out == exp (as sets for some tasks), or, for a float answer (atol 1e-06)
-    or a task tolerance, an answer of the same type and length that is numpy.allclose(out, exp,
-    rtol=1e-07, atol=atol)."""
-    if atol == 0 and _evalplus_is_floats(exp):
-        atol = 1e-06
-    if (set(out) == set(exp)) if as_sets else (out == exp):
-        return True
-    if atol == 0 or type(out) is not type(exp):
-        return False
-    if isinstance(exp, (list, tuple)) and len(out) != len(exp):
-        return False
-    return _evalplus_allclose(out, exp, atol)
-'''
-
-_EVALPLUS_FOUND_SRC = '''\
-def _evalplus_found(out):
-    """EvalPlus' oracle for regex tasks: a bool answer counts as itself, any other as `out is not None`."""
-    return out if isinstance(out, bool) else out is not None
-'''
-
-_EVALPLUS_SURFACE_AREA_SRC = '''\
-import math
-
-
-def _evalplus_surface_area(base_edge, height):
-    """Square pyramid surface area reading `height` as the perpendicular height, rounded."""
-    slant = math.sqrt((base_edge / 2) ** 2 + height ** 2)
-    return round(base_edge ** 2 + 2 * (base_edge * slant))
-'''
-
-_EVALPLUS_DIGIT_DISTANCE_SRC = '''\
-def _evalplus_digit_distance(n1, n2):
-    """Sum of per-digit differences after left-padding the shorter number with zeros."""
-    a, b = str(n1), str(n2)
-    width = max(len(a), len(b))
-    return sum(abs(int(x) - int(y)) for x, y in zip(a.zfill(width), b.zfill(width)))
-'''
+# The oracles' source, written into the records' setup so that a record runs on its own anywhere; the
+# sandbox applies the same functions on the host (sandbox/oracles.py), only the answer runs inside.
+_EVALPLUS_CHECK_SRC = "\n\n".join(inspect.getsource(f) for f in (
+    oracles._evalplus_is_floats, oracles._evalplus_allclose, oracles._evalplus_check))
+_EVALPLUS_FOUND_SRC = inspect.getsource(oracles._evalplus_found)
+_EVALPLUS_POLY_SRC = inspect.getsource(oracles._evalplus_poly)
+_EVALPLUS_SURFACE_AREA_SRC = inspect.getsource(oracles._evalplus_surface_area)
+_EVALPLUS_DIGIT_DISTANCE_SRC = inspect.getsource(oracles._evalplus_digit_distance)
 
 
 # ----------------------------------------------------------------------------- files
@@ -498,7 +449,7 @@ def _plus_tests(ep: str, parsed: dict, atol: float, dataset: str) -> tuple[list[
         args = ", ".join(_render_checked(a) for a in inp)
         call = f"{ep}({args})"
         if parsed["oracle"] == "poly":  # HumanEval/32: the answer must be a root of the polynomial
-            tests.append(f"assert abs(_poly({args}, {call})) <= {atol!r}")
+            tests.append(f"assert abs(_evalplus_poly({args}, {call})) <= {atol!r}")
             continue
         if parsed["oracle"] == "ref_func":  # expected values computed by the dataset's reference function
             tests.append(f"assert _evalplus_check({call}, ref_func({args}), {atol!r})")
@@ -522,6 +473,7 @@ def _plus_tests(ep: str, parsed: dict, atol: float, dataset: str) -> tuple[list[
         else:
             tests.append(f"assert {call} == {exp_src}")
     helpers = {"_evalplus_check(": _EVALPLUS_CHECK_SRC, "_evalplus_found(": _EVALPLUS_FOUND_SRC,
+               "_evalplus_poly(": _EVALPLUS_POLY_SRC,
                "_evalplus_surface_area(": _EVALPLUS_SURFACE_AREA_SRC,
                "_evalplus_digit_distance(": _EVALPLUS_DIGIT_DISTANCE_SRC}
     setup += [src for name, src in helpers.items() if any(name in t for t in tests)]

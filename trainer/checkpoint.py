@@ -25,7 +25,7 @@ _STEP = re.compile(r"^step_(\d{6,})$")
 RESUMABLE_CHANGES = {"resume", "max_steps", "save_steps", "max_ckpt_num", "logging_steps", "eval_steps",
                      "use_tensorboard", "use_wandb", "stop_at_eval_pass_rate", "wandb_project", "wandb_run_name", "progress_bar",
                      "reward_timeout_s", "reward_retries", "save_hf_model", "num_episodes",
-                     "packing_samples", "logprob_chunk_size"}  # layout of the same computation
+                     "packing_samples", "logprob_chunk_size", "num_threads"}  # layout of the same computation
 
 
 def ckpt_root(save_path: str) -> Path:

@@ -64,12 +64,22 @@ class RolloutConfig:
     vllm_tensor_parallel_size: int = opt(1, "GPUs per vLLM engine")
     vllm_gpu_memory_utilization: float = opt(0.85, "fraction of GPU memory vLLM may take")
     enable_prefix_caching: bool = opt(True, "vLLM prefix caching (reset after every weight sync)")
+    enforce_eager: bool = opt(False, "vLLM without torch.compile / CUDA graphs (faster start; on CPU the "
+                                     "compiled model is rarely worth its start-up time for short runs)")
     vllm_sync_backend: Literal["nccl", "objstore"] = opt("nccl", "weight sync: NCCL broadcast or the Ray object store")
     weight_sync_bucket_mb: int = opt(256, "weights move to the engines in buckets of this size")
     max_logprob_diff: float = opt(0.5, "stale-weights detector: fail when mean |engine - policy| log-prob "
                                        "difference after a sync exceeds this (0: never fail)")
     rollout_chunk_size: int = opt(0, "prompts per generation call, so rewards start before the whole "
                                      "rollout is done (0: rollout_batch_size / engines)")
+    dynamic_filtering: bool = opt(False, "drop prompt groups whose rewards have zero variance (no signal "
+                                         "under a group baseline) and generate for more prompts instead")
+    dynamic_filtering_reward_range: list[float] = opt([], "LOW HIGH: also drop groups whose mean reward is "
+                                                          "not strictly inside (LOW, HIGH) (empty: no range test)")
+    dynamic_filtering_max_rounds: int = opt(4, "generation rounds per step at most with dynamic filtering; "
+                                                "then train on what there is, zero-variance groups included")
+    vllm_enable_sleep: bool = opt(False, "engines sleep (weights offloaded) while the policy trains and "
+                                         "wake for rollouts and weight syncs (needs --colocate_all_models)")
 
 
 @dataclass
@@ -104,6 +114,13 @@ class TrainConfig:
     actor_num_gpus_per_node: int = opt(1, "GPUs per node for the policy (0: CPU)")
     ref_num_gpus_per_node: int = opt(1, "GPUs per node for the reference model (0: CPU)")
     colocate_actor_ref: bool = opt(True, "reference model shares the policy's GPUs")
+    colocate_all_models: bool = opt(False, "policy, reference and engines share the same GPUs (with "
+                                           "--vllm_enable_sleep the engines sleep while the policy trains)")
+    async_train: bool = opt(False, "one-step-off-policy: the engines generate the next steps' rollouts "
+                                   "while the policy trains; the PPO ratio uses the engines' log-probs")
+    async_queue_size: int = opt(1, "async: rollouts generated ahead of training, at most (= staleness in steps)")
+    num_threads: int = opt(0, "torch/OpenMP threads of each actor and of the driver (0: an actor's Ray "
+                              "num_cpus, at least 1; the driver: the cores it may run on)")
 
 
 @dataclass
@@ -161,6 +178,16 @@ class RLConfig:
 
 SECTIONS = [f.name for f in dataclasses.fields(RLConfig)]
 _SANDBOX_PREFIX = "sandbox_"  # sandbox options are --sandbox_<name> on the command line
+# Other spellings of our options, mostly OpenRLHF 0.11's dotted groups: alias -> option name. They
+# work on the command line and in YAML (as dotted keys or nested under the group).
+ALIASES = {
+    "train.async_enable": "async_train",
+    "train.async_queue_size": "async_queue_size",
+    "algo.dynamic_filtering_enable": "dynamic_filtering",
+    "algo.dynamic_filtering_range": "dynamic_filtering_reward_range",
+    "train.colocate_all": "colocate_all_models",
+    "vllm.enable_sleep": "vllm_enable_sleep",
+}
 
 
 def _flat_fields() -> dict[str, tuple[str, dataclasses.Field, Any]]:
@@ -214,6 +241,7 @@ def _coerce(name: str, typ: Any, value: Any) -> Any:
 
 def _set(cfg: RLConfig, name: str, value: Any, source: str) -> None:
     fields = _flat_fields()
+    name = ALIASES.get(name, name)
     if "." in name:
         sec, _, short = name.partition(".")
         name = _SANDBOX_PREFIX + short if sec == "sandbox" else short
@@ -233,8 +261,9 @@ def load_yaml(path: str, cfg: RLConfig) -> None:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of options")
+    groups = SECTIONS + sorted({a.partition(".")[0] for a in ALIASES})
     for key, value in data.items():
-        if key in SECTIONS and isinstance(value, dict):
+        if key in groups and isinstance(value, dict):
             for k, v in value.items():
                 _set(cfg, f"{key}.{k}", v, path)
         else:
@@ -252,7 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
         default = getattr(getattr(defaults, sec), f.name)
         help_text = f.metadata.get("help", "") if f.metadata else ""
         flag = {"nargs": "?", "const": "true"} if _typ is bool else {}  # --bf16 alone means true
-        g.add_argument(f"--{name}", f"--{sec}.{f.name}", dest=name, default=argparse.SUPPRESS,
+        if typing.get_origin(_typ) is list:
+            flag = {"nargs": "*"}  # --reward tests rm, or --reward tests,rm
+        aliases = [f"--{a}" for a, target in ALIASES.items() if target == name]
+        g.add_argument(f"--{name}", f"--{sec}.{f.name}", *aliases, dest=name, default=argparse.SUPPRESS,
                        metavar="V", help=f"{help_text} (default: {default!r})".replace("%", "%%"), **flag)
     return p
 
@@ -265,6 +297,8 @@ def load_config(argv: list[str] | None = None) -> RLConfig:
         load_yaml(path, cfg)
     for name, value in vars(args).items():
         if name != "config":
+            if isinstance(value, list) and len(value) == 1:
+                value = value[0]  # one word: "a,b" or JSON, as in YAML
             _set(cfg, name, value, "command line")
     return cfg.validate()
 
@@ -311,6 +345,18 @@ def validate(cfg: RLConfig) -> None:
     need("rm" not in w.reward or bool(cfg.model.reward_pretrain), "reward_pretrain", "the rm reward needs a model")
     need(w.reward_timeout_s > 0, "reward_timeout_s", "must be > 0")
     need(w.reward_num_actors >= 1, "reward_num_actors", "must be >= 1")
+    need(t.async_queue_size >= 1, "async_queue_size", "must be >= 1")
+    need(t.num_threads >= 0, "num_threads", "must be >= 0")
+    need(not (t.async_train and t.colocate_all_models), "async_train",
+         "cannot overlap generation and training when --colocate_all_models puts them on the same GPUs")
+    need(not r.vllm_enable_sleep or t.colocate_all_models, "vllm_enable_sleep",
+         "engines only sleep when they share GPUs with the policy (--colocate_all_models)")
+    need(r.dynamic_filtering_max_rounds >= 1, "dynamic_filtering_max_rounds", "must be >= 1")
+    rng = r.dynamic_filtering_reward_range
+    need(not rng or (len(rng) == 2 and rng[0] < rng[1]), "dynamic_filtering_reward_range",
+         f"give two numbers LOW < HIGH, got {rng}")
+    need(not r.dynamic_filtering or r.n_samples_per_prompt >= 2, "dynamic_filtering",
+         "needs --n_samples_per_prompt >= 2 (a group of one has no variance)")
     need(cfg.checkpoint.max_ckpt_num >= 1, "max_ckpt_num", "must be >= 1")
     need(cfg.checkpoint.save_steps >= 0, "save_steps", "must be >= 0")
     need(cfg.sandbox.workers >= 1, "sandbox_workers", "must be >= 1")

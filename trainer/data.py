@@ -72,11 +72,13 @@ class PromptSampler:
         random.Random(self.seed * 1_000_003 + episode).shuffle(order)
         return order
 
-    def next_batch(self) -> list[int]:
+    def next_batch(self, size: int | None = None) -> list[int]:
+        """The next ``size`` prompt indices (default: one batch)."""
+        size = self.batch_size if size is None else size
         out: list[int] = []
-        while len(out) < self.batch_size:
+        while len(out) < size:
             order = self._order(self.episode)
-            take = order[self.position:self.position + self.batch_size - len(out)]
+            take = order[self.position:self.position + size - len(out)]
             out += take
             self.position += len(take)
             if self.position >= self.n:

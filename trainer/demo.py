@@ -163,15 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     train, held = write_data(out / "data", args.seed)
     model_dir = out / "warm_start"
+
+    from .config import load_config
+    from .controller import Trainer
+    from .threads import size_threads, threads_for
+
+    cfg = load_config(rl_args(out, model_dir, train, held, args.max_steps, args.target) + args.extra)
+    log(f"[demo] torch threads in the driver: {size_threads(threads_for(cfg.train.num_threads, None))}")
     if not (model_dir / "config.json").exists():
         warm_start(model_dir, args.seed, args.p_correct, args.warm_steps, log)
     else:
         log(f"[demo] reusing the warm-start model in {model_dir}")
-
-    from .config import load_config
-    from .controller import Trainer
-
-    cfg = load_config(rl_args(out, model_dir, train, held, args.max_steps, args.target) + args.extra)
     trainer = Trainer(cfg)
     try:
         history = trainer.fit()

@@ -19,6 +19,7 @@ import torch.utils.checkpoint
 from .algorithms import policy_loss
 from .config import RLConfig
 from .experience import Experience, position_ids
+from .threads import size_threads
 
 
 def init_distributed(rank: int, world_size: int, master_addr: str, master_port: int, device: str) -> None:
@@ -117,7 +118,7 @@ class PolicyWorker:
         self.cfg, self.train_mode, self.rank, self.world_size = cfg, train, rank, world_size
         self.device = "cuda" if torch.cuda.is_available() and cfg.train.actor_num_gpus_per_node > 0 else "cpu"
         if num_threads:
-            torch.set_num_threads(num_threads)
+            size_threads(num_threads)
         init_distributed(rank, world_size, master_addr, master_port, self.device)
         seed_everything(cfg.train.seed + rank)
         bf16 = cfg.model.bf16 and self.device == "cuda"

@@ -148,7 +148,7 @@ def test_plus_hand_checked(load):
     assert r.test_cases[0] == "assert _evalplus_check(truncate_number(3.5), 0.5, 1e-06)"
     assert "def _evalplus_check(" in r.test_setup
     r = he["humanevalplus_32"]
-    assert r.test_cases[0] == "assert abs(_poly([-10, -2], find_zero([-10, -2]))) <= 0.0001"
+    assert r.test_cases[0] == "assert abs(_evalplus_poly([-10, -2], find_zero([-10, -2]))) <= 0.0001"
     assert "def _poly(" in r.test_setup and "import math" in r.test_setup
     r = he["humanevalplus_14"]  # expected values come from the dataset's ref_func
     assert r.test_cases[0] == "assert _evalplus_check(all_prefixes(''), ref_func(''), 0)"

@@ -81,6 +81,24 @@ def test_stop_at_first_failure(pool):
                                                             ("failed", "skipped")]
 
 
+def test_stop_mode_keeps_host_side_verdicts(pool):
+    """Under stop_at_first_failure a test's holes are still all evaluated and judged on the host (a hole
+    that raises does not fail a test whose assertion short-circuits past it), and expected values
+    computed in the clean child are timed by the job's budget, not by the program's per-test budget."""
+    prog = "def g(x):\n    return None if x < 3 else (x - 3,)\n"
+    tests = ["assert g(1) is None or g(1)[0] == 0", "assert g(3) is None or g(3)[0] == 0", "assert g(4)[0] == 1"]
+    r = pool.run(Job("short", prog, tests, stop_at_first_failure=True))
+    assert [t.status for t in r.tests] == ["passed"] * 3
+    bad = pool.run(Job("bad", prog, ["assert g(1)[0] == 0"] + tests[1:], stop_at_first_failure=True))
+    assert [(t.status, t.reason) for t in bad.tests] == [("error", "TypeError"), ("failed", "skipped"),
+                                                        ("failed", "skipped")]
+    setup = BURN + "def ref(x):\n    _burn(0.6)\n    return x + 1\n"
+    slow_expected = ["assert f(1) == ref(1)", "assert f(2) == ref(2)"]
+    job = Job("clean", "def f(x):\n    return x + 1\n", slow_expected, setup=setup, timeout_s=5.0,
+              test_timeouts_s=(0.2, 0.2), stop_at_first_failure=True)
+    assert [t.status for t in pool.run(job).tests] == ["passed", "passed"]
+
+
 def _slow_but_correct(rec: dict) -> str:
     """The canonical solution, made to spend 1.3 s of CPU on its first call: correct, but too slow for a
     1 s limit on that input."""

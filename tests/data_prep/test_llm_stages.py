@@ -12,7 +12,8 @@ from data_prep.llm_client import (ChatClient, ClientConfig, LLMError, LLMHTTPErr
                                   run_chats)
 from data_prep.prompts import SOLVE, load_chat_template
 from data_prep.solve import run_solve
-from data_prep.synthesize import failures_path, parse_synth_reply, ReplyError, run_synthesize
+from data_prep.synthesize import (clean_tests, failures_path, parse_synth_reply, repair_truncated_json,
+                                  ReplyError, run_synthesize)
 from tests.data_prep.fake_openai_server import FakeOpenAIServer, Reply
 
 TESTS = [f"assert add({i}, 1) == {i + 1}" for i in range(20)]
@@ -267,6 +268,10 @@ def test_placeholder_values_are_inserted_literally(tmp_path):
     (GOOD[:GOOD.index(TESTS[3]) - 3], "Write add(a, b) returning a + b.", 3, True),  # after a comma
     (GOOD[:-2], "Write add(a, b) returning a + b.", 20, True),  # the closing bracket lost
     ("```json\n" + GOOD[:GOOD.index(TESTS[2]) + 4], "Write add(a, b) returning a + b.", 2, True),
+    # Cut off after a complete nested object, or after an example object: the answer is still repaired.
+    (GOOD[:-1] + ', "meta": {"k": "v"}, "note": "cut', "Write add(a, b) returning a + b.", 20, True),
+    ('For example {"a": 1}. Answer: ' + GOOD[:GOOD.index(TESTS[3]) - 3], "Write add(a, b) returning a + b.", 3, True),
+    ('{"a": {"b": 1}} then ' + GOOD, "Write add(a, b) returning a + b.", 20, False),
 ])
 def test_parse_synth_reply(reply, question, n_tests, repaired):
     q, tests, dropped, was_repaired = parse_synth_reply(reply)
@@ -277,6 +282,10 @@ def test_parse_synth_reply(reply, question, n_tests, repaired):
     ('{"question": "Write add(a, b) ret', "no 'question' string in the reply (cut off before it ended)"),
     ('{"question": "Q", "tests": "assert 1"}', "no 'tests' list in the reply"),
     ('{"question": "Q", "tests": [}', "malformed JSON that is not a repairable truncation"),
+    ('{"title": "T", "body": {"name": "N"}, "tags": ["a", "b', "no 'question' string in the reply (cut off before it ended)"),
+    # A repetition loop: nesting deeper than json's recursion limit, cut off or closed.
+    ('{"question": "Q", "tests": ' + "[" * 20000, "malformed JSON that is not a repairable truncation"),
+    ('{"question": "Q", "tests": ' + "[" * 5000 + "]" * 5000 + "}", "malformed JSON that is not a repairable truncation"),
     ('{"question": "Q", "tests": ["assert f(1)", "assert f(1)", "assertEqual(f(1), 1)", '
      '"assert f(2)\\nimport os", null]}', None),
 ])
@@ -287,6 +296,18 @@ def test_parse_synth_reply_failures(reply, reason):
     with pytest.raises(ReplyError) as info:
         parse_synth_reply(reply)
     assert str(info.value) == reason
+
+
+def test_tests_too_deep_for_the_parser_are_dropped():
+    chained = "assert " + " + ".join(["1"] * 5000) + " == 5000"  # RecursionError in ast construction
+    negated = "assert " + "-" * 20000 + "1"  # MemoryError from the parser
+    assert clean_tests([chained, negated, "assert f(1) == 1"]) == (["assert f(1) == 1"], 2)
+
+
+def test_repairing_deep_nesting_stays_linear():
+    start = time.process_time()
+    assert repair_truncated_json('{"tests": ' + "[" * 200_000) is None  # a quadratic copy took minutes
+    assert time.process_time() - start < 5.0
 
 
 def test_map_chat_reports_errors_per_item():

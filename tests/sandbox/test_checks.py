@@ -37,7 +37,9 @@ def judge(test: str, *values):
     ("assert f(1) is None", ["f(1)"]),
     ("assert isinstance(f(1), int) and f(1) > 0", ["f(1)", "f(1)"]),
     ("assert sorted(f(1), key=len) == ['a']", ["sorted(f(1), key=len)"]),  # a callable argument stays inside
-    ("assert all(f(x) == x for x in range(3))", ["all(f(x) == x for x in range(3))"]),
+    # all()/any() of a comprehension: each item's operands go out (value or exception), the host compares
+    ("assert all(f(x) == x for x in range(3))",
+     ["[('\\x00sandbox-try'(lambda: f(x), 0), '\\x00sandbox-try'(lambda: x, 0)) for x in range(3)]"]),
     ("assert f(1,\n         2) == 3", ["(f(1,\n         2))"]),
     ("assert f(1) == 2, 'message is ignored'", ["f(1)"]),
     ("import math\nassert math.isclose(f(1), math.pi)", ["f(1)"]),
@@ -120,11 +122,11 @@ def test_nan_round_trips():
 def test_strict_codec_refuses_program_objects(make):
     with pytest.raises(Exception) as e:
         encode_value(make(), 1 << 20)
-    assert type(e.value).__name__ in ("_Unencodable",)
+    assert type(e.value).__name__ == "UnencodableValue"  # the reason a result names
 
 
 @pytest.mark.parametrize("payload", [
-    b"not json", b'{"x": 1}', b'{"i": 5}', b'{"i": "0x' + b"f" * 100000 + b'"}', b'{"r": [0, 1e30]}',
+    b"not json", b'{"x": 1}', b'{"i": 5}', b'{"i": "0x' + b"f" * 2200000 + b'"}', b'{"r": [0, 1e30]}',
     b'{"r": [0, 10000000000, 1]}', b'{"s": [[1]]}', b"[" * 5000 + b"]" * 5000, b'{"t": 3}',
 ])
 def test_decoder_refuses_malformed_payloads(payload):

@@ -14,6 +14,14 @@ MBPP_KNOWN_FAILURES: dict[str, str] = {}
 # 1.66 million 77-tuples twice (about 6.5 s and 2.5 GB).
 PLUS_TIMEOUT_S = 20.0
 PLUS_MEMORY_MB = 4096
+# Every answer is compared on the host, so it must be sendable: HumanEval+ 15's reference output for
+# its largest input is several MiB (before, _evalplus_check compared it inside the program's process).
+PLUS_VALUE_LIMIT = 64 << 20
+# Canonical solutions whose answer cannot be sent to the host at that cap, with the reason.
+PLUS_KNOWN_FAILURES = {
+    "mbppplus_255": "its largest answer is 1.66 million 77-tuples (about 1 GB encoded); EvalPlus fails it too "
+                    "(over its 4 GiB address-space cap)",
+}
 
 
 def jobs_for(records, gut: bool = False) -> list[Job]:
@@ -60,9 +68,11 @@ def test_plus_sets_canonical_solutions_pass(data_dir, name, count):
     records = load_benchmark(name, data_dir=str(data_dir))
     assert len(records) == count
     with SandboxPool(workers=os.cpu_count() or 2, timeout_s=PLUS_TIMEOUT_S, memory_mb=PLUS_MEMORY_MB,
-                     program_timeout_s=600) as p:
+                     program_timeout_s=600, value_limit_bytes=PLUS_VALUE_LIMIT) as p:
         results = p.run_many(jobs_for(records))
         gutted = p.run_many(jobs_for(records, gut=True))
     failing = {r.id: [t.to_dict() for t in r.tests if t.status != "passed"][:2] for r in results if not r.all_passed}
-    assert not failing, failing
+    known = {i: why for i, why in PLUS_KNOWN_FAILURES.items() if i.startswith(name)}
+    assert set(failing) == set(known), failing
+    assert all(t["reason"] == "ValueTooLarge" for i in known for t in failing[i]), failing
     assert not [r.id for r in gutted if r.all_passed]

@@ -15,10 +15,13 @@ from .test_e2e import base_args
 pytestmark = pytest.mark.slow
 
 
-def test_a_reward_actor_that_dies_is_restarted_and_its_samples_rescored(ray_local, tiny_model, tiny_records, tmp_path):
+@pytest.mark.parametrize("mode", [[], ["--async_train"]], ids=["sync", "async"])
+def test_a_reward_actor_that_dies_is_restarted_and_its_samples_rescored(ray_local, tiny_model, tiny_records, tmp_path,
+                                                                       mode):
     spec = "tests.trainer.plugin_rewards:DiesOnce"
     trainer = Trainer(load_config(base_args(tiny_model, tiny_records, tmp_path / "out", "--reward", spec,
-                                            "--reward_kwargs", json.dumps({spec: {"marker": str(tmp_path / "died")}}))))
+                                            "--reward_kwargs", json.dumps({spec: {"marker": str(tmp_path / "died")}}),
+                                            *mode)))
     try:
         history = trainer.fit()
     finally:
@@ -61,3 +64,37 @@ def test_a_rollout_engine_killed_mid_step_is_recreated_with_the_latest_weights(r
     # the recreated engine samples with the policy's current weights (the stale-weights detector
     # would have failed the run otherwise: --max_logprob_diff 0.01)
     assert all(h["engine_policy_logprob_diff"] < 0.01 for h in history)
+
+
+DETERMINISTIC = ("reward_mean", "policy_loss", "grad_norm", "engine_policy_logprob_diff", "staleness", "kl")
+
+
+def test_async_an_engine_killed_while_it_generates_ahead_changes_nothing(ray_local, tiny_model, tiny_records,
+                                                                        tmp_path):
+    """The engine dies while it generates step 3's rollout (with step 1's weights) during step 2's
+    training: it is recreated with the weights that rollout needs, so the run is the same as without."""
+    args = ["--max_steps", "4", "--generate_max_len", "48", "--async_train"]
+    quiet = Trainer(load_config(base_args(tiny_model, tiny_records, tmp_path / "quiet", *args)))
+    try:
+        expected = quiet.fit()
+    finally:
+        quiet.close()
+    trainer = Trainer(load_config(base_args(tiny_model, tiny_records, tmp_path / "out", *args)))
+    real_train = trainer._train
+
+    def train(exp, step):
+        if step == 2:  # rollout 3 was queued when step 2 started: kill the engine under it
+            victim = trainer.engines.engines[0]
+            threading.Thread(target=lambda: (time.sleep(0.02), ray.kill(victim, no_restart=True))).start()
+        return real_train(exp, step)
+
+    trainer._train = train
+    try:
+        history = trainer.fit()
+    finally:
+        trainer.close()
+    assert history[-1]["engine_restarts"] >= 1
+    assert [h["staleness"] for h in history] == [0, 1, 1, 1]
+    for got, want in zip(history, expected):
+        for key in DETERMINISTIC:
+            assert got.get(key) == want.get(key), (got["step"], key, got.get(key), want.get(key))

@@ -1,5 +1,7 @@
 """Exact resume: 4 steps straight versus 2 steps, a SIGKILL of the driver, then a resumed run to 4.
-The metrics of steps 3 and 4 and the final weights must be identical."""
+The metrics of steps 3 and 4 and the final weights must be identical: in sync mode, and with async
+training plus dynamic sampling (the rollout in flight at the checkpoint is saved with it, and the
+data position after refills too)."""
 import json
 import os
 import signal
@@ -17,16 +19,19 @@ from .test_e2e import base_args
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 DETERMINISTIC = ("reward_mean", "reward_std", "kl", "policy_loss", "entropy", "grad_norm", "clip_frac",
-                 "approx_kl", "response_length", "pass_rate", "engine_policy_logprob_diff", "lr")
+                 "approx_kl", "response_length", "pass_rate", "engine_policy_logprob_diff", "lr", "staleness",
+                 "dynamic_filtering/rounds", "dynamic_filtering/dropped_frac",
+                 "dynamic_filtering/zero_std_groups_trained")
+MODES = {"sync": [], "async_dynamic_filtering": ["--async_train", "--dynamic_filtering", "--dynamic_filtering_max_rounds", "3"]}
 
 
-def cmd(tiny_model, tiny_records, out):
+def cmd(tiny_model, tiny_records, out, *extra):
     # a length-based reward next to the tests, so that a random tiny model gets a learning signal
     spec = "tests.trainer.plugin_rewards:CallLog"
     (out / "plugin").mkdir(parents=True, exist_ok=True)
     args = base_args(tiny_model, tiny_records, out, "--max_steps", "4", "--save_steps", "2", "--seed", "3",
                      "--actor_learning_rate", "5e-4", "--temperature", "1.0", "--reward", f"tests,{spec}",
-                     "--reward_kwargs", json.dumps({spec: {"log_dir": str(out / "plugin")}}))
+                     "--reward_kwargs", json.dumps({spec: {"log_dir": str(out / "plugin")}}), *extra)
     return [sys.executable, "-m", "trainer", *args]
 
 
@@ -36,14 +41,16 @@ def metrics(out: Path) -> dict[int, dict]:
     return {r["step"]: r for r in rows}
 
 
-def test_resume_after_a_kill_is_exact(tiny_model, tiny_records, tmp_path):
+@pytest.mark.parametrize("mode", list(MODES))
+def test_resume_after_a_kill_is_exact(tiny_model, tiny_records, tmp_path, mode):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    p = subprocess.run(cmd(tiny_model, tiny_records, straight), cwd=ROOT, env=env, capture_output=True,
+    extra = MODES[mode]
+    p = subprocess.run(cmd(tiny_model, tiny_records, straight, *extra), cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
 
-    proc = subprocess.Popen(cmd(tiny_model, tiny_records, resumed), cwd=ROOT, env=env, start_new_session=True,
+    proc = subprocess.Popen(cmd(tiny_model, tiny_records, resumed, *extra), cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     marker = resumed / "checkpoints" / "step_000002" / "COMPLETE"
     deadline = time.time() + 900
@@ -55,13 +62,19 @@ def test_resume_after_a_kill_is_exact(tiny_model, tiny_records, tmp_path):
     proc.wait()
     assert not (resumed / "checkpoints" / "step_000004").exists()
 
-    p = subprocess.run(cmd(tiny_model, tiny_records, resumed), cwd=ROOT, env=env, capture_output=True,
+    p = subprocess.run(cmd(tiny_model, tiny_records, resumed, *extra), cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "resumed from" in p.stderr
+    if extra:  # the rollout of step 3 was generated ahead, saved in the checkpoint, and not redone
+        saved = torch.load(resumed / "checkpoints" / "step_000002" / "trainer_state.pt", weights_only=False)
+        assert [ro.step for ro in saved["rollouts"]] == [3]
 
     a, b = metrics(straight), metrics(resumed)
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
+    if extra:
+        assert [a[s]["staleness"] for s in (1, 2, 3, 4)] == [0, 1, 1, 1]
+        assert "dynamic_filtering/rounds" in a[3]
     for step in (3, 4):
         for key in DETERMINISTIC:
             assert a[step].get(key) == b[step].get(key), (step, key, a[step].get(key), b[step].get(key))

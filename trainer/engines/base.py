@@ -17,6 +17,7 @@ class SamplingParams:
     max_new_tokens: int = 256
     seed: int | None = None  # None: the engine's own generator
     stop_token_ids: tuple[int, ...] = ()  # in addition to the tokenizer's eos
+    ignore_eos: bool = False  # benchmarks: eos does not end a sample (stop_token_ids still do)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ For tests, the CPU demo, and any model vLLM cannot serve. It is ~20x slower than
 - sampling: temperature, then nucleus (top-p) truncation, then one draw from a ``torch.Generator``
   seeded with ``params.seed`` (or a generator owned by the engine and seeded once with ``seed``),
   so the output is a function of (weights, prompts, params, seed, max_batch_tokens);
-- temperature 0 is greedy (argmax).
+- temperature 0 is greedy (argmax);
+- ``sleep()`` moves the weights to CPU memory (on a CPU device they stay) and refuses generation
+  and weight loads until ``wake_up()``, so a colocated run that gets the order wrong fails loudly.
 
 Recorded log-probs: ``log_softmax(logits / temperature)`` at the sampled token, computed in fp32
 BEFORE top-p truncation, i.e. exactly what the trainer recomputes with
@@ -50,17 +52,19 @@ class TransformersEngine(RolloutEngine):
         self.pad_token_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.eos_token_ids = _eos_ids(self.tokenizer, self.model)
         self._generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.sleeping = False
 
     # ------------------------------------------------------------------------- generation
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[Completion]:
+        self._check_awake("generate")
         check_sampling_params(prompts, params)
         if params.seed is None:
             gen = self._generator
         else:
             gen = torch.Generator(device=self.device).manual_seed(params.seed)
-        stop_ids = self.eos_token_ids | set(params.stop_token_ids)
+        stop_ids = set(params.stop_token_ids) | (set() if params.ignore_eos else self.eos_token_ids)
         rows = [(pi, si, tuple(int(t) for t in p)) for pi, p in enumerate(prompts) for si in range(params.n)]
         out: list[Completion] = []
         for chunk in self._chunks(rows, params.max_new_tokens):
@@ -138,6 +142,7 @@ class TransformersEngine(RolloutEngine):
     def load_weights(self, named_tensors: Sequence[tuple[str, torch.Tensor]]) -> None:
         # remove_duplicate=False lists tied weights under every name (lm_head.weight and
         # model.embed_tokens.weight are one tensor when tie_word_embeddings is set).
+        self._check_awake("load_weights")
         params = dict(self.model.named_parameters(remove_duplicate=False))
         for name, tensor in named_tensors:
             if name not in params:
@@ -152,6 +157,22 @@ class TransformersEngine(RolloutEngine):
 
     def finish_weight_update(self) -> None:
         """Nothing to do: no cache outlives a generate() call."""
+
+    # ------------------------------------------------------------------------- colocation
+
+    def sleep(self) -> None:
+        if not self.sleeping:
+            self.model.to("cpu")
+            self.sleeping = True
+
+    def wake_up(self) -> None:
+        if self.sleeping:
+            self.model.to(self.device)
+            self.sleeping = False
+
+    def _check_awake(self, what: str) -> None:
+        if self.sleeping:
+            raise RuntimeError(f"TransformersEngine.{what}() while the engine sleeps: call wake_up() first")
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float,
