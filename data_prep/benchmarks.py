@@ -16,7 +16,8 @@ and the record's ``test_setup``:
   oracles (see ``PLUS_SPECIAL_ORACLES``).
 
 Where the plus tests differ from running EvalPlus itself: repeated inputs are tested once (as in the
-OriginFmt files); EvalPlus' per-input time limits are left to the sandbox; ``allclose`` does not
+OriginFmt files); EvalPlus' per-input time limits are left to the sandbox (on CPU time in
+``data_prep/evalplus_mode.py``'s EvalPlus mode); ``allclose`` does not
 broadcast arrays of different shapes (it fails them); the reference function and ``_poly`` get their
 own copy of the arguments, never one the answer may have mutated.
 

@@ -8,6 +8,11 @@ pass over the N samples), oracle (any of them passes), RM (the sample with the h
 ties: lowest index). "Pass" means every test of the task passes in the sandbox; the plus sets carry
 their extra inputs as tests and get larger per-test time and memory budgets.
 
+--evalplus_mode scores as EvalPlus 0.3.1 does, on CPU time: each test's budget is max(1 s, 4 x the
+canonical solution's CPU time on it), reference times measured once per machine and cached
+(data_prep/evalplus_mode.py), and a program stops at its first failing test. The default keeps the
+fixed budgets above and runs every test.
+
 Prompts: records with ``program_prefix`` (completion style, e.g. the CPU demo's tasks) are prompted
 with the prefix as plain text and the program is prefix + answer. All others use the chat template
 with the solver prompt of data_prep (``--prompt``, default data_prep/prompts/solve.txt: the question in
@@ -35,6 +40,7 @@ import subprocess
 import sys
 import time
 
+from data_prep.evalplus_mode import MIN_TIME_LIMIT_S, TIME_LIMIT_FACTOR
 from data_prep.io import AppendWriter, atomic_write_text, iter_records, write_records
 from data_prep.schema import task_tests
 from rewards.bon import format_table, select_best, summarize
@@ -73,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     a("--plus_timeout_s", type=float, default=20.0, help="per-test CPU budget on the plus sets (MBPP+ 255 needs ~7 s)")
     a("--plus_memory_mb", type=int, default=4096, help="address-space limit on the plus sets (MBPP+ 255 needs ~2.5 GB)")
     a("--program_timeout_s", type=float, default=300.0, help="wall-clock limit per program, all tests together")
+    a("--evalplus_mode", action="store_true",
+      help="EvalPlus-compatible verdicts: each test's CPU budget is max(--evalplus_min_time_limit_s, "
+           "--evalplus_time_limit_factor x the canonical solution's CPU time on it), measured once per machine")
+    a("--evalplus_min_time_limit_s", type=float, default=MIN_TIME_LIMIT_S, help="EvalPlus mode: the budget's floor")
+    a("--evalplus_time_limit_factor", type=float, default=TIME_LIMIT_FACTOR,
+      help="EvalPlus mode: budget = factor x the reference time")
+    a("--evalplus_cache_dir", default=None, help="EvalPlus mode: where reference times are cached "
+                                                 "(default: $ACECODER_CACHE_DIR or ~/.cache/acecoder)")
+    a("--stop_at_first_failure", default="auto", choices=["auto", "on", "off"],
+      help="stop a program at its first failing test (later tests count as failed); auto: on in the EvalPlus mode")
     a("--rm_batch_size", type=int, default=16, help="pairs per RM forward")
     a("--rm_max_length", type=int, default=2048, help="RM input tokens (longer inputs lose prompt tokens)")
     a("--rm_device", default=None, help="RM device (default: cuda if available)")
@@ -92,7 +108,9 @@ def parse_args(argv=None) -> argparse.Namespace:
               ("--engine_kwargs", isinstance(args.engine_kwargs, dict), "must be a JSON object"),
               ("--temperature", args.temperature > 0, "must be > 0 (greedy answers are made anyway)"),
               ("--gen_chunk", args.gen_chunk >= 1, "must be >= 1"), ("--limit", args.limit >= 0, "must be >= 0"),
-              ("--benchmarks", bool(args.benchmarks.strip()), "is empty")]
+              ("--benchmarks", bool(args.benchmarks.strip()), "is empty"),
+              ("--evalplus_min_time_limit_s", args.evalplus_min_time_limit_s > 0, "must be > 0"),
+              ("--evalplus_time_limit_factor", args.evalplus_time_limit_factor > 0, "must be > 0")]
     for opt, ok, msg in checks:
         if not ok:
             p.error(f"{opt}: {msg}")
@@ -220,11 +238,24 @@ def engine_kwargs(args) -> dict:
     return {**kw, **args.engine_kwargs}
 
 
+def test_budgets(args, recs: list[dict], pool, limits: tuple[float, int]) -> dict[str, tuple[float, ...]]:
+    """Per-test CPU budgets of the EvalPlus mode (none otherwise), from cached reference times."""
+    if not args.evalplus_mode:
+        return {}
+    from data_prep.evalplus_mode import EvalPlusLimits, evalplus_time_limits
+
+    ep = EvalPlusLimits(args.evalplus_min_time_limit_s, args.evalplus_time_limit_factor)
+    return evalplus_time_limits(recs, pool, ep, args.evalplus_cache_dir, timeout_s=limits[0], memory_mb=limits[1])
+
+
 def execute(args, name: str, recs: list[dict], answers: dict[str, list[str]], pool) -> dict[str, dict]:
     """Sandbox results per distinct (task, program), cached; the plus sets get the larger budgets."""
     plus = name.endswith("plus")
     limits = (args.plus_timeout_s, args.plus_memory_mb) if plus else (args.timeout_s, args.memory_mb)
-    path = os.path.join(args.output_dir, name, f"exec-{_tag(*limits, args.program_timeout_s)}.jsonl")
+    budgets = test_budgets(args, recs, pool, limits)
+    stop = args.stop_at_first_failure == "on" or (args.stop_at_first_failure == "auto" and args.evalplus_mode)
+    mode = [stop, sorted(budgets.items())] if budgets or stop else []  # the default mode keeps its old cache
+    path = os.path.join(args.output_dir, name, f"exec-{_tag(*limits, args.program_timeout_s, *mode)}.jsonl")
     from sandbox import Job
 
     with AppendWriter(path) as out:
@@ -235,7 +266,8 @@ def execute(args, name: str, recs: list[dict], answers: dict[str, list[str]], po
                 key = _key(rec["id"], program)
                 if program.strip() and key not in out and key not in jobs:
                     jobs[key] = Job(key, program, tuple(rec["test_cases"]), setup=rec.get("test_setup") or "",
-                                    timeout_s=limits[0], memory_mb=limits[1])
+                                    timeout_s=limits[0], memory_mb=limits[1],
+                                    test_timeouts_s=budgets.get(rec["id"]), stop_at_first_failure=stop)
         t0 = time.time()
         for i, res in enumerate(pool.imap(jobs.values()), 1):
             statuses = [t.status for t in res.tests]

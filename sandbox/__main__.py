@@ -3,7 +3,8 @@
     python -m sandbox run --input JOBS.jsonl --output RESULTS.jsonl [--workers N] [--timeout-s S] [--memory-mb M]
 
 Each input line: {"id": str, "program": str, "tests": [str, ...]} with optional "setup" (str),
-"timeout_s" and "memory_mb". Each output line, in input order: {"id", "pass_rate", "all_passed",
+"timeout_s", "memory_mb", "test_timeouts_s" (one CPU budget per test, e.g. the EvalPlus mode's, see
+data_prep/evalplus_mode.py) and "stop_at_first_failure" (bool). Each output line, in input order: {"id", "pass_rate", "all_passed",
 "tests": [{"status": ...}, ...], ...}. A malformed line yields {"id": ..., "line": N, "error": "..."}
 and the other jobs go on. Re-running with the same output resumes: lines already written are kept
 and their jobs are not run again.
@@ -45,7 +46,14 @@ def parse_job(line: str, lineno: int, path: str) -> Job:
         raise ValueError(f"{where}: field 'timeout_s' must be a number in (0, 3600]")
     if memory is not None and (not isinstance(memory, int) or isinstance(memory, bool) or not 16 <= memory <= 1 << 20):
         raise ValueError(f"{where}: field 'memory_mb' must be an integer in [16, 1048576]")
-    return Job(d["id"], d["program"], tuple(tests), setup=setup, timeout_s=timeout, memory_mb=memory)
+    budgets, stop = d.get("test_timeouts_s"), d.get("stop_at_first_failure", False)
+    if budgets is not None and (not isinstance(budgets, list) or len(budgets) != len(tests) or not all(
+            isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 3600 for t in budgets)):
+        raise ValueError(f"{where}: field 'test_timeouts_s' must be a list of numbers in (0, 3600], one per test")
+    if not isinstance(stop, bool):
+        raise ValueError(f"{where}: field 'stop_at_first_failure' must be true or false")
+    return Job(d["id"], d["program"], tuple(tests), setup=setup, timeout_s=timeout, memory_mb=memory,
+               test_timeouts_s=budgets, stop_at_first_failure=stop)
 
 
 def _completed_lines(path: str) -> int:
@@ -113,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run a JSONL file of jobs", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = SandboxConfig()
-    r.add_argument("--input", required=True, help="JSONL jobs: {id, program, tests[, setup, timeout_s, memory_mb]}")
+    r.add_argument("--input", required=True, help="JSONL jobs: {id, program, tests[, setup, timeout_s, memory_mb, test_timeouts_s, stop_at_first_failure]}")
     r.add_argument("--output", required=True, help="JSONL results, appended; an existing file is resumed")
     r.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="sandbox worker slots")
     r.add_argument("--timeout-s", type=float, default=d.timeout_s, help="per-test CPU-time budget (s)")

@@ -10,7 +10,9 @@ test's values or exception as frames on a private pipe; this process checks that
 to the test it is timing (any other frame is tampering: the program wrote to the pipe itself, and the
 whole program fails), relays them to the host (fd 1) and enforces the per-test CPU budget, the
 per-test wall backstop and the per-program deadline from outside the child. If the child dies or
-hangs at test k, test k is reported and a fresh child resumes at k + 1. After every child: kill every
+hangs at test k, test k is reported and a fresh child resumes at k + 1 (with the job's
+"stop_at_first_failure", nothing resumes: the host skips the rest). A test may carry its own CPU and
+wall budgets ("cpu_s", "wall_s"); the job's "limits" time the rest. After every child: kill every
 other process in the namespace, reap them, and wipe the scratch directory (a scratch that cannot be
 emptied is reported to the host, which restarts this worker).
 
@@ -705,7 +707,7 @@ class _Supervisor:
         self.clean = clean
         self.job, self.tests, self.host = job, job["_clean_tests" if clean else "tests"], host
         lim = job["limits"]
-        self.cpu_s, self.wall_s = float(lim["test_cpu_s"]), float(lim["test_wall_s"])
+        self.default_cpu_s, self.default_wall_s = float(lim["test_cpu_s"]), float(lim["test_wall_s"])
         self.deadline, self.output, self.stats = deadline, output, stats
         self.out_cap = int(job["output_cap"])
         self.frames = _Frames(int(job["value_cap"]) + (1 << 16) + _TOKEN_BYTES)
@@ -742,6 +744,11 @@ class _Supervisor:
         self._new_phase()
 
     def _new_phase(self):
+        # the program's child times a test by the test's own budgets ("cpu_s", "wall_s") where it has
+        # them; the program's load, and every expected value (clean child), by the job's
+        test = self.tests[self.cur] if self.loaded and not self.clean and self.cur < len(self.tests) else {}
+        self.cpu_s = float(test.get("cpu_s", self.default_cpu_s))
+        self.wall_s = float(test.get("wall_s", self.default_wall_s))
         self.phase_start = time.monotonic()
         self.cpu_at_phase = self.cpu_ref + (self.phase_start - self.t_ref)
         self.cpu_check = self.phase_start + self.cpu_s / self.clock.ncpu
@@ -924,7 +931,9 @@ class _Supervisor:
         if self.cur >= n:
             return n
         self.host.send(kind.encode() + _K.pack(self.tests[self.cur]["k"]) + json.dumps(info).encode())
-        return n if info.get("reason") == "program_deadline" else self.cur + 1
+        if info.get("reason") == "program_deadline" or self.job.get("stop_at_first_failure"):
+            return n  # stop-at-first-failure: a test that timed out or crashed is a failure, the host skips the rest
+        return self.cur + 1
 
 
 def _drop_privileges(uid, gid):

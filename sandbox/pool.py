@@ -28,7 +28,7 @@ from .isolation import (HARNESS_PATH, SandboxUnavailable, UidLease, bwrap_argv, 
                         discover_interpreter, kill_uid, seccomp_filter_fd, unsafe_argv)
 from .rewrite import ProgramNames, clean_holes, plan_setup
 from .types import Job, Result, SandboxConfig, TestResult
-from .verdicts import JobState, ProtocolError, _json, judge
+from .verdicts import JobState, ProtocolError, _json, judge, skip_after_failure
 
 _HDR = struct.Struct(">I")
 _SEQ = struct.Struct(">I")
@@ -209,15 +209,20 @@ class Worker:
         timeout = job.timeout_s or cfg.timeout_s
         memory_mb = job.memory_mb or cfg.memory_mb
         wall = cfg.wall_factor * timeout + 1.0
-        program_wall = max(cfg.program_timeout_s, wall)
+        names = ProgramNames(job.program)
+        tests = [plans[i].to_wire(i, clean_holes(plans[i], setup, names)) for i in runnable]
+        if job.test_timeouts_s is not None:  # per-test budgets: the harness times each test by its own
+            for t in tests:
+                t["cpu_s"] = job.test_timeouts_s[t["k"]]
+                t["wall_s"] = cfg.wall_factor * t["cpu_s"] + 1.0
+        program_wall = max(cfg.program_timeout_s, wall, *(t.get("wall_s", 0.0) for t in tests))
         if self._buf:  # bytes of an earlier job: never read them as this one's
             self.restart()
         self._seq = (self._seq + 1) & 0xFFFFFFFF or 1
-        names = ProgramNames(job.program)
         seq = _SEQ.pack(self._seq)
         request = {
-            "seq": self._seq, "program": job.program, "setup": setup.src,
-            "tests": [plans[i].to_wire(i, clean_holes(plans[i], setup, names)) for i in runnable],
+            "seq": self._seq, "program": job.program, "setup": setup.src, "tests": tests,
+            "stop_at_first_failure": job.stop_at_first_failure,
             "limits": {"test_cpu_s": timeout, "test_wall_s": wall, "program_wall_s": program_wall,
                        "memory_bytes": memory_mb << 20, "fsize_bytes": cfg.file_size_mb << 20,
                        "nofile": cfg.max_open_files, "cpu_total_s": int(program_wall) + 1,
@@ -271,6 +276,8 @@ class Worker:
                 kills = self.cgroups.oom_kills(self.slot)
                 oom, self._oom_kills = kills > self._oom_kills, kills
             results = self._explain(results, oom)
+        if job.stop_at_first_failure:
+            results = skip_after_failure(results)
         return Result(job.id, tuple(results), output=st.output.decode("utf-8", errors="replace"),
                       cpu_s=_float(st.stats.get("cpu_s", 0.0)), wall_s=time.monotonic() - t0)
 
@@ -380,20 +387,44 @@ class SandboxPool:
         plans = [plan_test(t) for t in job.tests]
         w = self._idle.get()
         try:
-            try:
-                result = w.run(job, plans)
-            except BaseException:
-                # Anything unexpected while a job runs: the worker dies with the job's unread frames,
-                # so the next program on it gets a fresh worker and only its own verdicts.
-                w.kill()
-                raise
-            if any(t.reason == "sandbox_worker" for t in result.tests):
-                # The worker itself died (killed from outside, or the node's OOM killer): that says
-                # nothing about the program, so run it once more on the restarted worker.
-                result = w.run(job, plans)
-            return result
+            if job.stop_at_first_failure:
+                return self._run_stopping(w, job, plans)
+            return self._run_on(w, job, plans)
         finally:
             self._idle.put(w)
+
+    @staticmethod
+    def _run_on(w: Worker, job: Job, plans: list[TestPlan]) -> Result:
+        try:
+            result = w.run(job, plans)
+        except BaseException:
+            # Anything unexpected while a job runs: the worker dies with the job's unread frames,
+            # so the next program on it gets a fresh worker and only its own verdicts.
+            w.kill()
+            raise
+        if any(t.reason == "sandbox_worker" for t in result.tests):
+            # The worker itself died (killed from outside, or the node's OOM killer): that says
+            # nothing about the program, so run it once more on the restarted worker.
+            result = w.run(job, plans)
+        return result
+
+    def _run_stopping(self, w: Worker, job: Job, plans: list[TestPlan]) -> Result:
+        """Stop-at-first-failure: a wrong value is only known here, so the tests go in chunks of 1, 4, 16, ...
+        (the program runs afresh for each) and no chunk starts after one with a failure."""
+        tests: list[TestResult] = []
+        output, cpu, wall, start, size = "", 0.0, 0.0, 0, 1
+        while start < len(plans):
+            end = min(len(plans), start + size)
+            budgets = job.test_timeouts_s[start:end] if job.test_timeouts_s is not None else None
+            part = dataclasses.replace(job, tests=job.tests[start:end], test_timeouts_s=budgets)
+            r = self._run_on(w, part, plans[start:end])
+            tests += r.tests
+            output, cpu, wall = output or r.output, cpu + r.cpu_s, wall + r.wall_s
+            if not r.all_passed:
+                break
+            start, size = end, size * 4
+        tests += [TestResult("failed")] * (len(plans) - len(tests))  # replaced by `skipped` below
+        return Result(job.id, tuple(skip_after_failure(tests)), output=output, cpu_s=cpu, wall_s=wall)
 
     def imap(self, jobs: Iterable[Job], lookahead: int | None = None) -> Iterator[Result]:
         """Results in input order, while up to ``lookahead`` later jobs run or wait (default 2048 per

@@ -17,9 +17,17 @@ class Job:
     setup: str = ""
     timeout_s: float | None = None  # per-test CPU budget; None: the pool's default
     memory_mb: int | None = None  # address-space limit; None: the pool's default
+    test_timeouts_s: tuple[float, ...] | None = None  # per-test CPU budgets, one per test (overrides timeout_s)
+    stop_at_first_failure: bool = False  # tests after the first one that does not pass are skipped
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tests", tuple(self.tests))
+        if self.test_timeouts_s is not None:
+            budgets = tuple(float(t) for t in self.test_timeouts_s)
+            if len(budgets) != len(self.tests) or not all(0 < t < float("inf") for t in budgets):
+                raise ValueError(f"job {self.id!r}: test_timeouts_s needs one positive finite budget per test "
+                                 f"({len(budgets)} for {len(self.tests)} tests)")
+            object.__setattr__(self, "test_timeouts_s", budgets)
 
 
 @dataclass(frozen=True)

@@ -197,6 +197,18 @@ def judge(plan: TestPlan, st: JobState, i: int, setup: SetupPlan | None = None) 
     return TestResult("error", "not_run", "the sandbox did not report this test")
 
 
+def skip_after_failure(results: list[TestResult]) -> list[TestResult]:
+    """Stop-at-first-failure: every test after the first one that did not pass is skipped (failed), whatever
+    the sandbox reported for it. Verdicts are decided here, on the host (the child evaluates every hole of
+    a test, even after one raised), so the pool runs tests in chunks and later tests of a chunk may have
+    run: their verdicts are dropped all the same."""
+    out = list(results)
+    first = next((i for i, r in enumerate(out) if r.status != "passed"), len(out))
+    skipped = TestResult("failed", "skipped", f"not run: test {first} did not pass (stop_at_first_failure)")
+    out[first + 1:] = [skipped] * (len(out) - first - 1)
+    return out
+
+
 def _safe_str(e: BaseException) -> str:
     try:
         return str(e)[:300]

@@ -32,11 +32,13 @@ def test_cli_runs_jobs_in_order_and_reports_bad_lines(tmp_path):
         {"id": 5, "program": "", "tests": []},
         {"id": "slow", "program": "def f():\n    while True: pass\n", "tests": ["assert f() == 1"], "timeout_s": 0.3},
         {"id": "last", "program": "def g():\n    return [1, 2]\n", "tests": ["assert g() == [1, 2]"]},
+        {"id": "budgets", "program": "def f():\n    while True: pass\n", "tests": ["pass", "assert f() == 1", "pass"],
+         "test_timeouts_s": [1, 0.3, 1], "stop_at_first_failure": True},
     ])
     p = run_cli("--input", str(jobs), "--output", str(out), "--workers", "2")
     assert p.returncode == 1, p.stderr  # malformed lines make the exit status non-zero
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r.get("id") for r in rows] == ["ok", None, "no-tests", 5, "slow", "last"]
+    assert [r.get("id") for r in rows] == ["ok", None, "no-tests", 5, "slow", "last", "budgets"]
     assert rows[0]["pass_rate"] == 0.5 and rows[0]["all_passed"] is False
     assert [t["status"] for t in rows[0]["tests"]] == ["passed", "failed"]
     assert "jobs.jsonl:2: not valid JSON" in rows[1]["error"]
@@ -44,6 +46,8 @@ def test_cli_runs_jobs_in_order_and_reports_bad_lines(tmp_path):
     assert "jobs.jsonl:4: field 'id'" in rows[3]["error"]
     assert rows[4]["tests"][0]["status"] == "timeout"
     assert rows[5]["all_passed"] is True
+    assert [t["status"] for t in rows[6]["tests"]] == ["passed", "timeout", "failed"]
+    assert rows[6]["tests"][2]["reason"] == "skipped"
     assert "jobs.jsonl:2" in p.stderr
 
 
@@ -75,6 +79,8 @@ def test_cli_help_and_bad_options():
     ('{"id": "a", "program": "x", "tests": "assert 1"}', "field 'tests'"),
     ('{"id": "a", "program": "x", "tests": [], "timeout_s": -1}', "field 'timeout_s'"),
     ('{"id": "a", "program": "x", "tests": [], "memory_mb": "big"}', "field 'memory_mb'"),
+    ('{"id": "a", "program": "x", "tests": ["pass"], "test_timeouts_s": [1, 2]}', "field 'test_timeouts_s'"),
+    ('{"id": "a", "program": "x", "tests": [], "stop_at_first_failure": 1}', "field 'stop_at_first_failure'"),
     ('{"id": "a", "program": 3, "tests": []}', "field 'program'"),
     ("[1, 2]", "expected a JSON object"),
 ])
