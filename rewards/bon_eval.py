@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--plus_timeout_s", type=float, default=20.0, help="per-test CPU budget on the plus sets (MBPP+ 255 needs ~7 s)")
     a("--plus_memory_mb", type=int, default=4096, help="address-space limit on the plus sets (MBPP+ 255 needs ~2.5 GB)")
     a("--program_timeout_s", type=float, default=300.0, help="wall-clock limit per program, all tests together")
+    a("--value_limit_mb", type=int, default=64, help="largest test value a program may return (HumanEval+ 15's "
+      "expected outputs take several MiB)")
     a("--evalplus_mode", action="store_true",
       help="EvalPlus-compatible verdicts: each test's CPU budget is max(--evalplus_min_time_limit_s, "
            "--evalplus_time_limit_factor x the canonical solution's CPU time on it), measured once per machine")
@@ -255,7 +257,8 @@ def execute(args, name: str, recs: list[dict], answers: dict[str, list[str]], po
     budgets = test_budgets(args, recs, pool, limits)
     stop = args.stop_at_first_failure == "on" or (args.stop_at_first_failure == "auto" and args.evalplus_mode)
     mode = [stop, sorted(budgets.items())] if budgets or stop else []  # the default mode keeps its old cache
-    path = os.path.join(args.output_dir, name, f"exec-{_tag(*limits, args.program_timeout_s, *mode)}.jsonl")
+    cap = [args.value_limit_mb] if args.value_limit_mb != 1 else []  # 1 MiB: the cap before the option
+    path = os.path.join(args.output_dir, name, f"exec-{_tag(*limits, args.program_timeout_s, *mode, *cap)}.jsonl")
     from sandbox import Job
 
     with AppendWriter(path) as out:
@@ -337,7 +340,7 @@ def run(args) -> dict:
 
     results, state = {}, {}
     with SandboxPool(workers=args.sandbox_workers, timeout_s=args.timeout_s, memory_mb=args.memory_mb,
-                     program_timeout_s=args.program_timeout_s) as pool:
+                     program_timeout_s=args.program_timeout_s, value_limit_bytes=args.value_limit_mb << 20) as pool:
         for name, recs in benches.items():
             cached = _read(os.path.join(args.output_dir, name, "samples.jsonl"))
             answers = {r["id"]: [cached[r["id"]]["greedy"]] + cached[r["id"]]["samples"][:args.n[-1]] for r in recs}

@@ -68,8 +68,11 @@ def greedy_eval(model_dir: str, records: list[dict], out_path: Path, cfg, engine
             jobs = [Job(r["id"], extract_code(answers[r["id"]]), tuple(r["test_cases"]),
                         setup=r.get("test_setup") or "") for r in todo]
             sb = cfg.sandbox
-            with SandboxPool(workers=sb.workers, timeout_s=sb.timeout_s, memory_mb=sb.memory_mb,
-                             program_timeout_s=sb.program_timeout_s) as pool:
+            # The plus sets' budgets, as rewards.bon_eval gives them: HumanEval+ answers reach several
+            # MiB (the default value cap is 1 MiB) and some need more than 1 GiB of address space.
+            with SandboxPool(workers=sb.workers, timeout_s=sb.timeout_s, memory_mb=max(sb.memory_mb, 4096),
+                             program_timeout_s=max(sb.program_timeout_s, 300.0),
+                             value_limit_bytes=max(sb.value_limit_bytes, 64 << 20)) as pool:
                 by_id = {r["id"]: r for r in todo}
                 for res in pool.imap([j for j in jobs if j.program.strip()]):
                     done.write({"id": res.id, "set": _set_of(by_id[res.id]), "passed": bool(res.all_passed),
