@@ -126,23 +126,25 @@ def rl_args(out: Path, model_dir: Path, train: Path, held: Path, max_steps: int,
             "--save_path", str(out / "rl"), "--max_steps", str(max_steps), "--stop_at_eval_pass_rate", str(target)]
 
 
-def plot(history: list[dict], path: Path) -> None:
+def plot(history: list[dict], path: Path, title: str = "Reinforce++ on the CPU demo task") -> None:
+    """Sampled train reward and held-out greedy pass rate against RL steps (also used by demo_real)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    steps = [h["step"] for h in history if "reward_mean" in h]
-    ax.plot(steps, [h["reward_mean"] for h in history if "reward_mean" in h], label="sampled reward (train)")
-    ev = [(h["step"], h["eval/pass_rate"]) for h in history if "eval/pass_rate" in h]
-    if ev:
-        ax.plot(*zip(*ev), "o-", label="greedy pass rate (held-out)")
+    for key, style, label in (("reward_mean", "-", "sampled reward (train)"),
+                              ("eval/pass_rate", "o-", "greedy pass rate (held-out)")):
+        points = [(h["step"], h[key]) for h in history if key in h]
+        if points:
+            ax.plot(*zip(*points), style, label=label)
     ax.set_xlabel("RL step")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("Reinforce++ on the CPU demo task")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

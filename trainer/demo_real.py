@@ -110,28 +110,6 @@ def summarize(before: dict[str, dict], after: dict[str, dict]) -> dict:
             "ci95": list(paired_bootstrap(b, a)), "per_set": per_set}
 
 
-def plot(history: list[dict], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    tr = [(h["step"], h["reward_mean"]) for h in history if "reward_mean" in h]
-    if tr:
-        ax.plot(*zip(*tr), label="sampled reward (train prompts)")
-    ev = [(h["step"], h["eval/pass_rate"]) for h in history if "eval/pass_rate" in h]
-    if ev:
-        ax.plot(*zip(*ev), "o-", label="greedy pass rate (held-out subset)")
-    ax.set_xlabel("RL step")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
 # ----------------------------------------------------------------------------- the run
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -149,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
 
     from data_prep.task_prompts import write_splits
+    from trainer.demo import plot
     from trainer.config import load_config
     from trainer.models import prepare
 

@@ -63,8 +63,9 @@ def test_colocated_engines_sleep_while_the_policy_trains(ray_local, tiny_model, 
 @pytest.mark.gpu
 def test_vllm_sleeps_and_wakes_with_its_weights(tiny_model):
     if not torch.cuda.is_available():
-        pytest.skip("vLLM sleep mode (level 1: weights offloaded by its CUDA allocator) is tested on GPU "
-                    "only; whether CPU vLLM supports it is being checked separately")
+        pytest.skip("vLLM sleep mode (level 1: weights offloaded by its CUDA allocator) needs a GPU: the CPU "
+                    "build's worker ignores sleep (v1/worker/cpu_worker.py); the sequencing is tested above "
+                    "with the transformers engine")
     pytest.importorskip("vllm")
     from trainer.engines import make_engine
 
