@@ -55,7 +55,11 @@ def greedy_eval(model_dir: str, records: list[dict], out_path: Path, cfg, engine
                                                     tokenize=True, return_dict=True)["input_ids"]) for r in todo]
             kwargs = {"seed": 0, "dtype": "float32"}
             if engine_kind == "vllm":
-                kwargs.update(enforce_eager=True, max_model_len=cfg.data.prompt_max_len + cfg.rollout.generate_max_len)
+                # Every held-out prompt is evaluated whole (a few MBPP tests shown in the prompt exceed the
+                # training prompt cap): the context fits the longest one plus the answer.
+                longest = max(len(p) for p in prompts)
+                kwargs.update(enforce_eager=True, max_model_len=max(cfg.data.prompt_max_len, longest)
+                              + cfg.rollout.generate_max_len)
             engine = make_engine(engine_kind, model_dir, **kwargs)
             t0 = time.time()
             try:
