@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common.io import write_records  # noqa: E402
 from data_prep.benchmarks import load_benchmark  # noqa: E402
 from data_prep.execute import run_filter, run_score  # noqa: E402
-from data_prep.io import write_records  # noqa: E402
 from data_prep.prompts import SOLVE, load_chat_template  # noqa: E402
 from sandbox import SandboxConfig  # noqa: E402
 from tests.data_prep.mbpp_fake import variants  # noqa: E402

@@ -15,7 +15,7 @@ HUMANEVAL_OVERRIDE_PATH / MBPP_OVERRIDE_PATH, run as its evaluator runs each sam
 (``evalplus.evaluate.check_correctness`` in a ProcessPoolExecutor, ground truth from its
 ``get_groundtruth``, fast_check as its default) on the selected tasks; ``evaluate()`` itself needs
 samples for every task. Ours: ``data_prep.benchmarks``' HumanEval+/MBPP+ records through the sandbox
-with ``rewards.bon_eval``'s limits, in the default mode (fixed budgets, every test) and the EvalPlus mode
+with ``apps.bon_eval``'s limits, in the default mode (fixed budgets, every test) and the EvalPlus mode
 (``data_prep/evalplus_mode.py``). Both use --workers parallel slots. Base = the base inputs pass; plus =
 base and plus inputs pass (EvalPlus' "+" score). Set-up (EvalPlus' ground truth, our reference times:
 both cached) is timed apart from samples/s; EvalPlus and our modes take turns on --blocks blocks of
@@ -167,11 +167,11 @@ def candidates(row: dict, ds: str, floats: bool) -> list[tuple[str, str]]:
 
 # ----------------------------------------------------------------------------- our side
 def run_ours(args, recs: dict, cands: list[dict], mode: str, pool) -> tuple[dict, float, float]:
+    from apps.bon_eval import parse_args as bon_args
     from data_prep.evalplus_mode import evalplus_time_limits
-    from rewards.bon_eval import parse_args as bon_args
     from sandbox import Job
 
-    bon = bon_args(["--model", "unused", "--engine", "hf"])  # rewards.bon_eval's limits, as its defaults
+    bon = bon_args(["--model", "unused", "--engine", "hf"])  # apps.bon_eval's limits, as its defaults
     t0 = time.time()
     budgets = (evalplus_time_limits(recs.values(), pool, cache_dir=Path(args.output_dir) / "reference_cache",
                                     timeout_s=bon.plus_timeout_s, memory_mb=bon.plus_memory_mb)

@@ -4,10 +4,10 @@ On the CPU demo's task family (trainer/demo.py: ``# return the <op> of u and v``
 
 1. warm-start the demo policy (the flawed supervised mixture; no RL), or reuse it;
 2. sample N answers per training task at temperature 1 with the transformers engine and run them in
-   the sandbox (both through ``rewards.bon_eval``), giving AceCode records with scored ``inferences``;
+   the sandbox (both through ``apps.bon_eval``), giving AceCode records with scored ``inferences``;
 3. build preference pairs with ``python -m data_prep pairs`` (the AceCoder rule, SPEC section 2: hi >= 0.8,
    hi - lo >= 0.4, lo > 0, no duplicate program pairs), for training tasks and, separately, held-out tasks;
-4. train a tiny Bradley-Terry RM with ``python -m rewards.train_rm``: by default a freshly initialised
+4. train a tiny Bradley-Terry RM with ``python -m apps.train_rm``: by default a freshly initialised
    tiny Qwen2 of the policy's shape and tokenizer (``--rm_init policy`` starts from the warm-start
    policy instead: it inherits the policy's flawed operation features, e.g. "sum" and "difference"
    both lead to ``u - v``, and on some seeds it stayed near chance on held-out pairs for 600 steps,
@@ -22,7 +22,7 @@ wide-range arguments a wrong operation almost never does, and there would be alm
     python benchmarks/rm_bon_cpu.py [--output_dir outputs/rm_bon_cpu] [--n 8]
 
 Prints the numbers and writes OUTPUT_DIR/summary.json. Re-running reuses the warm start and the
-cached samples (rewards.bon_eval resumes), and retrains the RM.
+cached samples (apps.bon_eval resumes), and retrains the RM.
 """
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data_prep.io import iter_records, write_records  # noqa: E402
-from rewards import bon_eval  # noqa: E402
+from apps import bon_eval  # noqa: E402
+from common.io import iter_records, write_records  # noqa: E402
 from trainer.demo import prompt_text, split_tasks, value, warm_start  # noqa: E402
 
 def make_record(op: str, sig: tuple[str, str, str], rng: random.Random, idx: int) -> dict:
@@ -65,7 +65,7 @@ def write_tasks(out: Path, seed: int, per_train: int, per_heldout: int) -> tuple
 
 def sample_and_score(name: str, tasks: Path, n_list: list[int], args, eval_dir: Path,
                      rm: str = "") -> tuple[dict, list[dict]]:
-    """rewards.bon_eval on a task file; returns its report and AceCode records with scored inferences."""
+    """apps.bon_eval on a task file; returns its report and AceCode records with scored inferences."""
     report = bon_eval.main(["--model", str(args.output_dir / "policy"), "--rm", rm, "--benchmarks", f"{name}={tasks}",
                             "--n_list", ",".join(map(str, n_list)), "--output_dir", str(eval_dir),
                             "--engine", "hf", "--max_new_tokens", "12", "--seed", str(args.seed),
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
         build_tiny_qwen2(str(rm_init), AutoTokenizer.from_pretrained(out / "policy"), seed=args.seed, hidden=128,
                          layers=2, heads=4, kv_heads=2, max_positions=256)
     epochs = max(1, round(args.rm_steps / max(1, n_train // args.rm_batch)))
-    cmd = [sys.executable, "-m", "rewards.train_rm", "--pretrain", str(rm_init), "--dataset",
+    cmd = [sys.executable, "-m", "apps.train_rm", "--pretrain", str(rm_init), "--dataset",
            str(train_pairs), "--save_path", str(rm_dir),
            "--zero_stage", "0", "--train_batch_size", str(args.rm_batch), "--micro_train_batch_size", str(args.rm_batch),
            "--max_len", "256", "--learning_rate", str(args.rm_lr), "--max_epochs", str(epochs),

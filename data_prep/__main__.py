@@ -20,8 +20,8 @@ import argparse
 import sys
 from typing import Any, Callable
 
+from common.io import RecordError
 from data_prep import solve, synthesize
-from data_prep.io import RecordError
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):

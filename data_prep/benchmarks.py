@@ -39,10 +39,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from data_prep.io import write_records
-from data_prep.schema import AceCodeRecord
+from common.io import write_records
+from common.pyparse import parse
+from common.schema import AceCodeRecord
 from sandbox import oracles
-from sandbox.pyparse import parse
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import sys
 import warnings
 from typing import Any, Callable, Iterator
 
-from data_prep.io import RecordError, atomic_write_text, iter_records
-from data_prep.schema import AceCodeRecord, validate_record
+from common.io import RecordError, atomic_write_text, iter_records
+from common.schema import AceCodeRecord, validate_record
 
 PRINT_LIMIT = 20
 
@@ -73,8 +73,8 @@ def quiet_parse(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def extract_program(answer: str) -> str:
-    """``rewards.extract.extract_code``: the program of a model's answer, parse warnings silenced."""
-    from rewards.extract import extract_code
+    """``common.extract.extract_code``: the program of a model's answer, parse warnings silenced."""
+    from common.extract import extract_code
 
     return quiet_parse(extract_code, answer)
 

@@ -23,7 +23,7 @@ for tests that compare inside the sandbox, such as a reference function's output
 so does the reference time it comes from; EvalPlus times the call alone. EvalPlus' per-task wall cap
 (60 s for all inputs together) is not copied: the pool's ``program_timeout_s`` bounds a program.
 
-Use from Python (``rewards.bon_eval --evalplus_mode`` does this)::
+Use from Python (``apps.bon_eval --evalplus_mode`` does this)::
 
     budgets = evalplus_time_limits(records, pool)  # {record id: one CPU budget per test}
     Job(rid, program, tests, setup=setup, test_timeouts_s=budgets[rid], stop_at_first_failure=True)
@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from data_prep.io import atomic_write_text
+from common.io import atomic_write_text
 
 MIN_TIME_LIMIT_S = 1.0  # evalplus/config.py DEFAULT_MIN_TIME_LIMIT
 TIME_LIMIT_FACTOR = 4.0  # evalplus/config.py DEFAULT_GT_TIME_LIMIT_FACTOR

@@ -28,9 +28,9 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from tqdm import tqdm
 
+from common.io import AppendWriter, RecordError, iter_records
 from data_prep.common import (BadRecords, check_answers, extract_program, iter_stage_input, require_input,
                               sidecar_path)
-from data_prep.io import AppendWriter, RecordError, iter_records
 
 T = TypeVar("T")
 ORACLE_FIELDS = ("inferences", "canonical_solution", "program")

@@ -25,9 +25,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from common.io import AppendWriter, iter_records, write_records
 from data_prep.common import (BadRecords, check_answers, extract_program, iter_stage_input, require_input,
                               sidecar_path)
-from data_prep.io import AppendWriter, iter_records, write_records
 
 HI_MIN, GAP_MIN, EPS = 0.8, 0.4, 1e-9
 

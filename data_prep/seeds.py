@@ -14,7 +14,7 @@ ids already written, so several sources can be appended to one file). Per-source
 
 ROW is the 0-based row (JSONL line) of the input file, so ids stay stable across re-runs. Programs end
 with one newline. Bad rows are listed in ``OUTPUT.bad.jsonl`` (rewritten by each run). The code
-of an evol/oss answer is ``rewards.extract.extract_code`` of it. Print statements are then removed:
+of an evol/oss answer is ``common.extract.extract_code`` of it. Print statements are then removed:
 the paper drops every line starting with ``print``; we drop the same lines, but as whole statements
 (a multi-line ``print(...)`` goes entirely; a block left empty gets ``pass``), so a program that
 parsed still parses. Programs that do not parse get the paper's plain line rule.
@@ -29,10 +29,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from common.io import AppendWriter, RecordError, iter_records
+from common.pyparse import parse
+from common.schema import load_acecode
 from data_prep.common import BadRecords, extract_program, quiet_parse, require_input
-from data_prep.io import AppendWriter, RecordError, iter_records
-from data_prep.schema import load_acecode
-from sandbox.pyparse import parse
 
 SOURCES = ("evol", "oss", "stack", "benchmark")
 STACK_LIMIT = 50_000

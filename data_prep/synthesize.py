@@ -24,10 +24,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from data_prep.io import AppendWriter, RecordError, iter_records
+from common.io import AppendWriter, RecordError, iter_records
+from common.pyparse import parse
 from data_prep.llm_client import LLMError, Usage, add_client_args, backend_from_args, run_chats
 from data_prep.prompts import SYNTHESIZE, load_chat_template
-from sandbox.pyparse import parse
 
 
 class ReplyError(ValueError):

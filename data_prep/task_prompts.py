@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from data_prep.io import write_records
+from common.io import write_records
 
 INSTRUCTION = ("Write a Python function that solves the task below. Reply with the complete function "
                "in a single ```python code block.")

@@ -7,7 +7,7 @@
 #   ray job submit --working-dir . -- bash launch/bon_eval.sh            # same job on a Ray cluster's head node
 #
 # Every setting below is an environment variable; any further arguments go to
-# `python -m rewards.bon_eval` unchanged (they win over the ones set here; --help lists them all).
+# `python -m apps.bon_eval` unchanged (they win over the ones set here; --help lists them all).
 # No Ray is used inside. Re-running the same command continues from the cached samples, sandbox
 # results and RM scores in OUTPUT_DIR. Under `ray job submit` the working directory is a temporary
 # copy: give OUTPUT_DIR and DATA_DIR as absolute paths on a disk that outlives the job.
@@ -29,4 +29,4 @@ PYTHON=${PYTHON:-python}
 args=(--model "$MODEL" --rm "$RM" --benchmarks "$BENCHMARKS" --n_list "$N_LIST" --output_dir "$OUTPUT_DIR"
       --engine "$ENGINE" --temperature "$TEMPERATURE" --max_new_tokens "$MAX_NEW_TOKENS" --seed "$SEED")
 if [[ -n "$DATA_DIR" ]]; then args+=(--data_dir "$DATA_DIR"); fi
-exec "$PYTHON" -m rewards.bon_eval "${args[@]}" "$@"
+exec "$PYTHON" -m apps.bon_eval "${args[@]}" "$@"

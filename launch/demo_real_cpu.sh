@@ -8,4 +8,4 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/launch/setup_env.sh"
 cd "$ROOT"
-exec "$ACECODER_PYTHON" -m trainer.demo_real --output_dir "${OUTPUT_DIR:-outputs/demo_real_cpu}" --max_steps "${MAX_STEPS:-0}" -- "$@"
+exec "$ACECODER_PYTHON" -m apps.demo_real --output_dir "${OUTPUT_DIR:-outputs/demo_real_cpu}" --max_steps "${MAX_STEPS:-0}" -- "$@"

@@ -6,7 +6,7 @@
 #   ray job submit --working-dir . -- bash launch/train_rm.sh  # same job on a Ray cluster's head node
 #
 # Every setting below is an environment variable with the paper's value as default; any further
-# arguments go to `python -m rewards.train_rm` unchanged (they win over the ones set here). One GPU or
+# arguments go to `python -m apps.train_rm` unchanged (they win over the ones set here). One GPU or
 # CPU: one process. Several GPUs on this node: torchrun starts one process per GPU. Re-running the
 # same command resumes from the newest complete checkpoint in OUTPUT_DIR (--resume auto).
 set -euo pipefail
@@ -41,6 +41,6 @@ if [[ -n "$EVAL_DATA" ]]; then args+=(--eval_dataset "$EVAL_DATA"); else args+=(
 
 if [[ "${NUM_GPUS:-0}" -gt 1 ]]; then
   exec "$PYTHON" -m torch.distributed.run --standalone --nproc_per_node "$NUM_GPUS" \
-    -m rewards.train_rm "${args[@]}" "$@"
+    -m apps.train_rm "${args[@]}" "$@"
 fi
-exec "$PYTHON" -m rewards.train_rm "${args[@]}" "$@"
+exec "$PYTHON" -m apps.train_rm "${args[@]}" "$@"

@@ -14,7 +14,6 @@ actor with a deadline: if it raises or overruns, every sample of the batch gets 
 """
 from __future__ import annotations
 
-import importlib
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -52,28 +51,6 @@ class Reward(ABC):
 
     def close(self) -> None:
         """Release what the reward holds (sandbox workers, a model)."""
-
-
-def load_reward_class(spec: str) -> type[Reward]:
-    """'tests', 'rm' or 'package.module:ClassName'."""
-    if spec == "tests":
-        from .test_reward import TestReward
-
-        return TestReward
-    if spec == "rm":
-        from .rm_reward import RMReward
-
-        return RMReward
-    module, _, cls_name = spec.partition(":")
-    if not module or not cls_name:
-        raise ValueError(f"reward {spec!r}: expected tests, rm or module:Class")
-    try:
-        cls = getattr(importlib.import_module(module), cls_name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"reward {spec!r}: cannot import it ({e})") from None
-    if not (isinstance(cls, type) and issubclass(cls, Reward)):
-        raise ValueError(f"reward {spec!r}: {cls_name} is not a subclass of rewards.base.Reward")
-    return cls
 
 
 def as_result(x: RewardResult | float | int | None) -> RewardResult:

@@ -1,6 +1,6 @@
 """Best-of-N arithmetic (SPEC section 3): pick by reward-model score, and the paper's four columns.
 
-Pure functions over per-task lists; ``rewards/bon_eval.py`` produces the lists. For a task, ``passes[k]``
+Pure functions over per-task lists; ``apps/bon_eval.py`` produces the lists. For a task, ``passes[k]``
 says whether sample k passes ALL the task's tests, ``scores[k]`` is its raw RM score (None when the
 sample had no code or was not scored). Best-of-N uses the first N samples, so one sampling run at
 max(N) serves every N.

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from data_prep.io import atomic_write_text, fsync_dir
+from common.io import atomic_write_text, fsync_dir
 
 log = logging.getLogger(__name__)
 

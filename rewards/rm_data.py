@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from data_prep.io import RecordError, iter_records
+from common.io import RecordError, iter_records
 from rewards.reward_model import encode_for_scoring, pad_batch
 
 

@@ -26,8 +26,9 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+from common.extract import extract_code
+
 from .base import Reward, RewardResult, Sample
-from .extract import extract_code
 
 
 def sample_program(sample: Sample) -> str:
@@ -39,7 +40,7 @@ def sample_program(sample: Sample) -> str:
 class RMReward(Reward):
     """Reward-model scores for the extracted programs.
 
-    model_path: a reward model directory (``python -m rewards.train_rm`` export or AceCodeRM checkpoint).
+    model_path: a reward model directory (``python -m apps.train_rm`` export or AceCodeRM checkpoint).
     device: None picks cuda when available, else cpu. normalize: None or "running". clip: None or c > 0.
     """
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from common.extract import extract_code
 from sandbox import Job, SandboxConfig, SandboxPool
 
 from .base import Reward, RewardResult, Sample
-from .extract import extract_code
 
 
 def record_tests(record: dict) -> list[str]:

@@ -6,10 +6,34 @@ Deadlines and restarts of a hung or dead actor belong to the caller (trainer/rew
 """
 from __future__ import annotations
 
+import importlib
 import traceback
 from typing import Any, Sequence
 
-from .base import RewardResult, Sample, as_result, combine, failed, load_reward_class
+from .base import Reward, RewardResult, Sample, as_result, combine, failed
+
+
+def load_reward_class(spec: str) -> type[Reward]:
+    """'tests', 'rm' or 'package.module:ClassName'. The registry lives here, beside its one user, so that
+    rewards/base.py (what every reward subclasses) imports none of its subclasses."""
+    if spec == "tests":
+        from .test_reward import TestReward
+
+        return TestReward
+    if spec == "rm":
+        from .rm_reward import RMReward
+
+        return RMReward
+    module, _, cls_name = spec.partition(":")
+    if not module or not cls_name:
+        raise ValueError(f"reward {spec!r}: expected tests, rm or module:Class")
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"reward {spec!r}: cannot import it ({e})") from None
+    if not (isinstance(cls, type) and issubclass(cls, Reward)):
+        raise ValueError(f"reward {spec!r}: {cls_name} is not a subclass of rewards.base.Reward")
+    return cls
 
 
 class RewardWorker:

@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
+from common.pyparse import parse
+
 from . import oracles
 from .codec import (DecodeError, HoleRaised, IteratorValue, RaisedValue, check_hashes,  # noqa: F401
                     decode_value)
-from .pyparse import parse
 
 _HOLE = "__hole_"
 _SUB = "__sub_"  # a hole inside an all()/any() item: one value per item

@@ -24,8 +24,9 @@ import builtins
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from common.pyparse import parse
+
 from .checks import TestPlan, _Splitter
-from .pyparse import parse
 
 CHECK_SENTINEL = "\x00sandbox-check"  # sandbox/harness.py: _CHECK_SENTINEL
 BUILTIN_NAMES = frozenset(dir(builtins))

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from data_prep.io import fsync_dir, fsync_tree
+from common.io import fsync_dir, fsync_tree
 
 _STEP = re.compile(r"^step_(\d{6,})$")
 # options that may change between a run and its resumption

@@ -23,11 +23,11 @@ import numpy as np
 import ray
 import torch
 
+from common.net import free_port
 from rewards.base import RewardResult
 
 from . import checkpoint as ckpt
 from .actors import ActorGroup, EngineGroup, RewardPool, StepFailed, gpu_bundles, remote_class, thread_env
-from .net import free_port
 from .algorithms import compute_advantages, masked_mean
 from .config import ConfigError, RLConfig
 from .data import PromptSampler, load_prompts

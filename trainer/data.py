@@ -7,8 +7,8 @@ import sys
 from dataclasses import dataclass
 from typing import Sequence
 
-from data_prep.io import RecordError, iter_records
-from data_prep.schema import task_tests
+from common.io import RecordError, iter_records
+from common.schema import task_tests
 
 from .config import DataConfig
 from .experience import PromptItem

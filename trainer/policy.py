@@ -269,7 +269,7 @@ class PolicyWorker:
     def sync_endpoint(self) -> tuple[str, int]:
         import ray
 
-        from .net import free_port
+        from common.net import free_port
 
         return ray.util.get_node_ip_address(), free_port()
 

@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--work_dir", type=Path, default=Path("/tmp/acecoder_gpu_bench"))
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args(argv)
+    from common.net import free_port
     from trainer.config import RLConfig
-    from trainer.net import free_port
     from trainer.policy import PolicyWorker
 
     device, dtype = device_and_dtype(args.device)

@@ -36,14 +36,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--work_dir", type=Path, default=Path("/tmp/acecoder_gpu_bench"))
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args(argv)
-    from rewards.extract import extract_code
+    from common.extract import extract_code
+    from common.net import free_port
     from sandbox import Job, SandboxPool
     from trainer.algorithms import compute_advantages
     from trainer.config import RLConfig
     from trainer.engines import SamplingParams
     from trainer.engines.hf_engine import TransformersEngine
     from trainer.experience import PromptItem, build_experience
-    from trainer.net import free_port
     from trainer.policy import PolicyWorker
 
     device, dtype = device_and_dtype(args.device)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from common.extract import extract_code
 from rewards.base import Reward, RewardResult, Sample
-from rewards.extract import extract_code
 
 
 class ConciseCode(Reward):

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
+from common.schema import load_acecode, validate_record
 from data_prep import benchmarks as B
-from data_prep.schema import load_acecode, validate_record
 
 COUNTS = {"mbpp": 974, "mbpp_sanitized": 427, "humaneval": 164, "humanevalplus": 164, "mbppplus": 378}
 ID_PREFIX = {"mbpp": "mbpp_", "mbpp_sanitized": "mbpp_sanitized_", "humaneval": "humaneval_",

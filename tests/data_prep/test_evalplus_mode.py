@@ -1,15 +1,15 @@
 """The EvalPlus mode with the real sandbox: EvalPlus' limit formula on measured reference CPU times, the
 reference-time cache, stop-at-first-failure, and a slow-but-correct answer to real MBPP+ / HumanEval+
-tasks that the EvalPlus mode fails and the default mode passes (through rewards.bon_eval)."""
+tasks that the EvalPlus mode fails and the default mode passes (through apps.bon_eval)."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
+from apps import bon_eval
 from data_prep.evalplus_mode import (EvalPlusLimits, ReferenceTimeCache, evalplus_time_limits, machine_identity,
                                      task_key)
-from rewards import bon_eval
 from sandbox import Job, SandboxPool
 
 BURN = "def _burn(s):\n    import time\n    t = time.process_time()\n    while time.process_time() - t < s:\n        pass\n"

@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from common.io import read_records, write_records
+from common.schema import load_acecode
 from data_prep.__main__ import main
 from data_prep.execute import run_in_order, run_score
-from data_prep.io import read_records, write_records
-from data_prep.schema import load_acecode
 from sandbox import SandboxConfig
 
 PREFILL = "Below is a self-contained Python script that solves the problem and passes the tests:\n```python\n"

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from data_prep.io import RecordError, read_records, write_records
+from common.io import RecordError, read_records, write_records
 from data_prep.llm_client import (ChatClient, ClientConfig, LLMError, LLMHTTPError, map_chat,
                                   run_chats)
 from data_prep.prompts import SOLVE, load_chat_template

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import statistics
 
+from common.io import read_records, write_records
 from data_prep.__main__ import main
-from data_prep.io import read_records, write_records
 from data_prep.pairs import pairs_of, run_hard_subset
 
 PREFILL = "Below is a self-contained Python script that solves the problem and passes the tests:\n```python\n"

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from common.extract import extract_code
+from common.io import read_records, write_records
+from common.schema import load_acecode
 from data_prep.__main__ import main
 from data_prep.benchmarks import load_benchmark
-from data_prep.io import read_records, write_records
 from data_prep.prompts import SOLVE, load_chat_template
-from data_prep.schema import load_acecode
-from rewards.extract import extract_code
 from tests.data_prep.fake_openai_server import FakeOpenAIServer
 from tests.data_prep.mbpp_fake import VARIANTS, MBPPFakeLLM, synthesized_tests, variants
 

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from data_prep.io import RecordError, write_records
-from data_prep.schema import AceCodeRecord, Inference, load_acecode, validate_record
+from common.io import RecordError, write_records
+from common.schema import AceCodeRecord, Inference, load_acecode, validate_record
 
 
 def rec(**kw):
@@ -140,7 +140,7 @@ def test_parquet_errors_name_the_row(tmp_path):
 
 
 def test_task_tests_checks_what_rl_and_evaluation_need(tmp_path):
-    from data_prep.schema import task_tests
+    from common.schema import task_tests
 
     assert task_tests({"id": "a", "question": "q", "tests": ["assert 1"]}, "f.jsonl", 3) == ["assert 1"]
     for rec, field in (({"question": "q", "test_cases": ["assert 1"]}, "id"),

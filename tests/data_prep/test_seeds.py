@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from common.io import read_records, write_records
 from data_prep.__main__ import main
-from data_prep.io import read_records, write_records
 from data_prep.seeds import run_seeds, strip_prints
 
 FIXTURES = Path(__file__).parent / "fixtures"

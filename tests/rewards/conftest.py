@@ -13,7 +13,7 @@ def tiny_lm(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def pairs_file(tmp_path_factory) -> str:
-    from data_prep.io import write_records
+    from common.io import write_records
 
     path = str(tmp_path_factory.mktemp("pairs") / "pairs.jsonl")
     write_records(path, make_pairs())

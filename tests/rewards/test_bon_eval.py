@@ -1,4 +1,4 @@
-"""rewards.bon_eval end to end with a scripted engine: the columns, caching and resumption, prompts,
+"""apps.bon_eval end to end with a scripted engine: the columns, caching and resumption, prompts,
 real benchmark tasks through the sandbox, and the launch script."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from rewards import bon_eval
+from apps import bon_eval
 from rewards.bon import select_best
 from trainer.engines import Completion, RolloutEngine
 

@@ -5,11 +5,11 @@ import math
 
 import pytest
 
-from rewards.base import Sample, load_reward_class
+from rewards.base import Sample
 from rewards.reward_model import RewardModel
 from rewards.rm_reward import RMReward
 from rewards.rm_scorer import RMScorer
-from rewards.worker import RewardWorker
+from rewards.worker import RewardWorker, load_reward_class
 from tests.rewards.synthetic import make_pairs
 
 

@@ -1,4 +1,4 @@
-"""rewards.train_rm: CLI validation, real DeepSpeed ZeRO runs on CPU (gloo), exact resume."""
+"""apps.train_rm: CLI validation, real DeepSpeed ZeRO runs on CPU (gloo), exact resume."""
 from __future__ import annotations
 
 import json
@@ -12,10 +12,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from data_prep.io import RecordError, write_records
+from apps.train_rm import build_parser, main, parse_args
+from common.io import RecordError, write_records
 from rewards import checkpoint
 from rewards.rm_data import load_pairs
-from rewards.train_rm import build_parser, main, parse_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OPENRLHF_NAMES = ["--pretrain", "--dataset", "--save_path", "--zero_stage", "--learning_rate", "--train_batch_size",
@@ -31,7 +31,7 @@ def _argv(tiny_lm, pairs_file, save_path, *extra):
 
 
 def test_help_lists_options_with_defaults():
-    out = subprocess.run([sys.executable, "-m", "rewards.train_rm", "--help"], cwd=ROOT, capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "apps.train_rm", "--help"], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     for name in OPENRLHF_NAMES:

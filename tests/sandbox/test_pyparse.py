@@ -4,8 +4,8 @@ mismatch" (the pool's threads plan tests while the caller extracts programs)."""
 import ast
 import threading
 
-from rewards.extract import extract_code
-from sandbox import pyparse
+from common import pyparse
+from common.extract import extract_code
 from sandbox.checks import plan_test
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from trainer import demo_real
+from apps import demo_real
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 

@@ -1,7 +1,7 @@
 import random
 import socket
 
-from trainer.net import _ephemeral_low, free_port
+from common.net import _ephemeral_low, free_port
 
 
 def test_free_port_is_bindable_and_outside_the_ephemeral_range():

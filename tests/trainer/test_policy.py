@@ -3,11 +3,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from common.net import free_port
 from trainer.algorithms import compute_advantages, policy_loss
 from trainer.config import RLConfig
 from trainer.engines.base import Completion
 from trainer.experience import PromptItem, build_experience, position_ids
-from trainer.net import free_port
 from trainer.policy import PolicyWorker
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 from transformers import AutoTokenizer
 
-from data_prep.io import RecordError
+from common.io import RecordError
 from trainer.config import DataConfig
 from trainer.data import load_prompts
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.net import free_port
+from common.net import free_port
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from trainer.net import free_port
+from common.net import free_port
 import torch
 
 from trainer.algorithms import log_probs_from_logits

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import re
 
-from sandbox.pyparse import parse
+from common.pyparse import parse
 
 MAX_LINES = 500  # the longest-span search is quadratic: cap the answer it looks at
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)

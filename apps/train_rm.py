@@ -1,6 +1,6 @@
 """Train the Bradley-Terry reward model with DeepSpeed ZeRO (SPEC section 3).
 
-    python -m rewards.train_rm --pretrain MODEL --dataset pairs.jsonl --save_path out/rm --eval_split 0.01
+    python -m apps.train_rm --pretrain MODEL --dataset pairs.jsonl --save_path out/rm --eval_split 0.01
 
 Each micro-batch scores chosen and rejected programs in ONE forward pass; the loss is
 -logsigmoid(r_chosen - r_rejected) averaged in fp32. Option names follow OpenRLHF's train_rm where
@@ -23,12 +23,12 @@ import warnings
 import numpy as np
 import torch
 
-from data_prep.io import atomic_write_text
+from common.io import atomic_write_text
 from rewards import checkpoint
 from rewards.reward_model import RewardModel, bradley_terry_loss
 from rewards.rm_data import collate, load_pairs, micro_batches, split_by_prompt
 
-log = logging.getLogger("rewards.train_rm")
+log = logging.getLogger("apps.train_rm")
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -44,7 +44,7 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m rewards.train_rm", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m apps.train_rm", description=__doc__.split("\n\n")[0],
                                 formatter_class=_HelpFormatter)
     a = p.add_argument
     a("--pretrain", required=True, help="backbone: local dir or hub id (a causal LM or a reward model)")
@@ -120,7 +120,7 @@ def init_distributed() -> tuple[int, int, torch.device]:
     """One-process defaults for a plain `python -m` run; gloo on CPU, nccl on GPUs."""
     import deepspeed
 
-    from trainer.net import free_port
+    from common.net import free_port
 
     if "MASTER_PORT" not in os.environ:  # a free port: other jobs on this host may hold a fixed one
         os.environ["MASTER_PORT"] = str(free_port())

@@ -1,6 +1,6 @@
 """Greedy pass@1 and best-of-N with a reward model on HumanEval(+) and MBPP(+) (SPEC section 3).
 
-    python -m rewards.bon_eval --model POLICY --rm RM_DIR [--benchmarks humaneval,mbppplus] [--n_list 16,32,64]
+    python -m apps.bon_eval --model POLICY --rm RM_DIR [--benchmarks humaneval,mbppplus] [--n_list 16,32,64]
 
 For every task: one greedy answer and max(N) samples (temperature 1.0) are generated ONCE; best-of-N
 uses the first N samples, for every N in --n_list. Columns (rewards/bon.py): greedy, average (mean
@@ -40,18 +40,18 @@ import subprocess
 import sys
 import time
 
+from common.extract import extract_code
+from common.io import AppendWriter, atomic_write_text, iter_records, write_records
+from common.schema import task_tests
 from data_prep.evalplus_mode import MIN_TIME_LIMIT_S, TIME_LIMIT_FACTOR
-from data_prep.io import AppendWriter, atomic_write_text, iter_records, write_records
-from data_prep.schema import task_tests
 from rewards.bon import format_table, select_best, summarize
-from rewards.extract import extract_code
 
 DEFAULT_BENCHMARKS = "humaneval,humanevalplus,mbpp,mbppplus"
 GEN_KEYS = ("model", "model_files", "temperature", "top_p", "max_new_tokens", "seed", "prompt", "prompt_tests")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m rewards.bon_eval", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m apps.bon_eval", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     a = p.add_argument
     a("--model", required=True, help="policy: local dir or hub id")
@@ -329,7 +329,7 @@ def run(args) -> dict:
     benches = dict(load_tasks(spec, args) for spec in args.benchmarks.split(",") if spec.strip())
     isolate = args.isolate_generation == "on" or (args.isolate_generation == "auto" and args.engine == "vllm")
     if isolate and args.phase == "all":
-        cmd = [sys.executable, "-m", "rewards.bon_eval", *args.argv, "--engine", args.engine, "--phase", "generate"]
+        cmd = [sys.executable, "-m", "apps.bon_eval", *args.argv, "--engine", args.engine, "--phase", "generate"]
         if subprocess.run(cmd).returncode != 0:
             raise SystemExit("bon_eval: generation failed (see above); re-run to continue from the cached samples")
     else:
