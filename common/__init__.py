@@ -1,0 +1,1 @@
+"""Code every package uses: the command-line option language (``common.options``)."""
