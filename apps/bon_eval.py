@@ -43,8 +43,10 @@ import time
 from common.extract import extract_code
 from common.io import AppendWriter, atomic_write_text, iter_records, write_records
 from common.schema import task_tests
+from common.options import add_deprecated
 from data_prep.evalplus_mode import MIN_TIME_LIMIT_S, TIME_LIMIT_FACTOR
 from rewards.bon import format_table, select_best, summarize
+from sandbox import options as sandbox_options
 
 DEFAULT_BENCHMARKS = "humaneval,humanevalplus,mbpp,mbppplus"
 GEN_KEYS = ("model", "model_files", "temperature", "top_p", "max_new_tokens", "seed", "prompt", "prompt_tests")
@@ -73,14 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--gen_chunk", type=int, default=64, help="tasks per generate call (the unit of resumption)")
     a("--prompt", default=None, help="chat prompt file in data_prep's template format (default: solver prompt)")
     a("--prompt_tests", type=int, default=1, help="tests shown in the prompt when the question has no signature")
-    a("--sandbox_workers", type=int, default=os.cpu_count() or 2, help="parallel sandbox slots")
-    a("--timeout_s", type=float, default=5.0, help="per-test CPU budget (MBPP, HumanEval)")
-    a("--memory_mb", type=int, default=1024, help="address-space limit per program (MBPP, HumanEval)")
-    a("--plus_timeout_s", type=float, default=20.0, help="per-test CPU budget on the plus sets (MBPP+ 255 needs ~7 s)")
-    a("--plus_memory_mb", type=int, default=4096, help="address-space limit on the plus sets (MBPP+ 255 needs ~2.5 GB)")
-    a("--program_timeout_s", type=float, default=300.0, help="wall-clock limit per program, all tests together")
-    a("--value_limit_mb", type=int, default=64, help="largest test value a program may return (HumanEval+ 15's "
-      "expected outputs take several MiB)")
+    a("--plus_timeout_s", type=float, default=20.0, help="per-test CPU budget on the plus sets (MBPP+ 255 needs ~7 s; "
+      "the other sets: --sandbox_timeout_s)")
+    a("--plus_memory_mb", type=int, default=4096, help="address-space limit on the plus sets (MBPP+ 255 needs ~2.5 GB; "
+      "the other sets: --sandbox_memory_mb)")
     a("--evalplus_mode", action="store_true",
       help="EvalPlus-compatible verdicts: each test's CPU budget is max(--evalplus_min_time_limit_s, "
            "--evalplus_time_limit_factor x the canonical solution's CPU time on it), measured once per machine")
@@ -95,12 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     a("--rm_max_length", type=int, default=2048, help="RM input tokens (longer inputs lose prompt tokens)")
     a("--rm_device", default=None, help="RM device (default: cuda if available)")
     a("--phase", default="all", choices=["all", "generate"], help="generate: stop after the samples are cached")
+    # The pool's settings: the --sandbox_* options of every command. A program's wall-clock limit is
+    # 300 s here (the plus sets' tests are long); HumanEval+ 15's expected outputs take several MiB.
+    sandbox_options.add_sandbox_options(
+        p, old_spellings={"--timeout_s": "--sandbox_timeout_s", "--memory_mb": "--sandbox_memory_mb",
+                          "--program_timeout_s": "--sandbox_program_timeout_s"},
+        workers=os.cpu_count() or 2, program_timeout_s=300.0, value_limit_bytes=64 << 20)
+    add_deprecated(p, "--value_limit_mb", "--sandbox_value_limit_bytes", type=int, convert=lambda mb: mb << 20,
+                   hint="--sandbox_value_limit_bytes (in bytes: 64 MiB is 67108864)")
     return p
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = build_parser()
     args = p.parse_args(argv)
+    args.sandbox = sandbox_options.sandbox_config_from_args(args, p)
     try:
         args.n = sorted({int(x) for x in args.n_list.split(",") if x.strip()})
         args.engine_kwargs = json.loads(args.engine_kwargs)
@@ -253,12 +260,14 @@ def test_budgets(args, recs: list[dict], pool, limits: tuple[float, int]) -> dic
 def execute(args, name: str, recs: list[dict], answers: dict[str, list[str]], pool) -> dict[str, dict]:
     """Sandbox results per distinct (task, program), cached; the plus sets get the larger budgets."""
     plus = name.endswith("plus")
-    limits = (args.plus_timeout_s, args.plus_memory_mb) if plus else (args.timeout_s, args.memory_mb)
+    limits = (args.plus_timeout_s, args.plus_memory_mb) if plus else (args.sandbox.timeout_s, args.sandbox.memory_mb)
     budgets = test_budgets(args, recs, pool, limits)
     stop = args.stop_at_first_failure == "on" or (args.stop_at_first_failure == "auto" and args.evalplus_mode)
     mode = [stop, sorted(budgets.items())] if budgets or stop else []  # the default mode keeps its old cache
-    cap = [args.value_limit_mb] if args.value_limit_mb != 1 else []  # 1 MiB: the cap before the option
-    path = os.path.join(args.output_dir, name, f"exec-{_tag(*limits, args.program_timeout_s, *mode, *cap)}.jsonl")
+    cap_bytes = args.sandbox.value_limit_bytes  # keyed in MiB, as when the option was --value_limit_mb
+    cap = [] if cap_bytes == 1 << 20 else [cap_bytes >> 20] if cap_bytes % (1 << 20) == 0 else [f"{cap_bytes}B"]
+    tag = _tag(*limits, args.sandbox.program_timeout_s, *mode, *cap)
+    path = os.path.join(args.output_dir, name, f"exec-{tag}.jsonl")
     from sandbox import Job
 
     with AppendWriter(path) as out:
@@ -339,8 +348,7 @@ def run(args) -> dict:
     from sandbox import SandboxPool
 
     results, state = {}, {}
-    with SandboxPool(workers=args.sandbox_workers, timeout_s=args.timeout_s, memory_mb=args.memory_mb,
-                     program_timeout_s=args.program_timeout_s, value_limit_bytes=args.value_limit_mb << 20) as pool:
+    with SandboxPool(args.sandbox) as pool:
         for name, recs in benches.items():
             cached = _read(os.path.join(args.output_dir, name, "samples.jsonl"))
             answers = {r["id"]: [cached[r["id"]]["greedy"]] + cached[r["id"]]["samples"][:args.n[-1]] for r in recs}

@@ -24,11 +24,13 @@ import numpy as np
 import torch
 
 from common.io import atomic_write_text
+from common.options import legacy_int
 from rewards import checkpoint
 from rewards.reward_model import RewardModel, bradley_terry_loss
 from rewards.rm_data import collate, load_pairs, micro_batches, split_by_prompt
 
 log = logging.getLogger("apps.train_rm")
+NEVER = {-1: 0}  # the -1 these options took before (and OpenRLHF takes) is 0, as in every command
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -70,10 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     a("--gradient_checkpointing", action="store_true", help="recompute activations in backward to save memory")
     a("--seed", type=int, default=42, help="seed for init, shuffling, dropout and the eval split")
     a("--logging_steps", type=int, default=1, help="log train metrics every N optimizer steps")
-    a("--eval_steps", type=int, default=-1, help="evaluate every N steps; -1: at the end of each epoch")
-    a("--save_steps", type=int, default=-1, help="checkpoint every N steps; -1: no step checkpoints")
+    a("--eval_steps", type=legacy_int("--eval_steps", NEVER), default=0,
+      help="evaluate every N steps; 0: at the end of each epoch only")
+    a("--save_steps", type=legacy_int("--save_steps", NEVER), default=0,
+      help="checkpoint every N steps; 0: no step checkpoints (the final model is always saved)")
     a("--max_ckpt_num", "--max_ckpts", dest="max_ckpt_num", type=int, default=2, help="complete checkpoints kept")
-    a("--stop_at_step", type=int, default=None, help="checkpoint and exit after this step (the schedule still spans the full run)")
+    a("--stop_at_step", type=int, default=0,
+      help="checkpoint and exit after this step (the schedule still spans the full run); 0: never")
     a("--use_tensorboard", default="auto", help="TensorBoard dir; 'auto': SAVE_PATH/tensorboard; 'none': off")
     a("--local_rank", type=int, default=-1, help="set by the deepspeed launcher; leave it")
     return p
@@ -95,10 +100,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         ("--max_epochs", args.max_epochs >= 1, "must be >= 1"),
         ("--eval_split", 0 <= args.eval_split < 1, "must be in [0, 1)"),
         ("--logging_steps", args.logging_steps >= 1, "must be >= 1"),
-        ("--eval_steps", args.eval_steps == -1 or args.eval_steps >= 1, "must be -1 or >= 1"),
-        ("--save_steps", args.save_steps == -1 or args.save_steps >= 1, "must be -1 or >= 1"),
+        ("--eval_steps", args.eval_steps >= 0, "must be >= 0 (0: at the end of each epoch)"),
+        ("--save_steps", args.save_steps >= 0, "must be >= 0 (0: no step checkpoints)"),
         ("--max_ckpt_num", args.max_ckpt_num >= 1, "must be >= 1"),
-        ("--stop_at_step", args.stop_at_step is None or args.stop_at_step >= 1, "must be >= 1"),
+        ("--stop_at_step", args.stop_at_step >= 0, "must be >= 0 (0: never)"),
         ("--dataset", os.path.isfile(args.dataset), f"no such file: {args.dataset}"),
         ("--eval_dataset", args.eval_dataset is None or os.path.isfile(args.eval_dataset),
          f"no such file: {args.eval_dataset}"),

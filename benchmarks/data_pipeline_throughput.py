@@ -10,7 +10,7 @@ records read from and appended to JSONL files); the times include starting the p
 records/s, programs/s and tests/s per stage, and the load average (the machine may be shared).
 
     python benchmarks/data_pipeline_throughput.py [--workers N] [--limit N] [--samples 8]
-        [--timeout-s 5] [--lookahead 1024] [--data-dir ../shared/data]
+        [--sandbox_timeout_s 5] [--lookahead 1024] [--data_dir ../shared/data]
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common.io import write_records  # noqa: E402
+from common.options import add_deprecated_spellings  # noqa: E402
 from data_prep.benchmarks import load_benchmark  # noqa: E402
 from data_prep.execute import run_filter, run_score  # noqa: E402
 from data_prep.prompts import SOLVE, load_chat_template  # noqa: E402
@@ -41,10 +42,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--limit", type=int, default=0, help="first N MBPP tasks (0: all 974)")
     p.add_argument("--samples", type=int, default=8, help="answers per question for score (at most 8)")
-    p.add_argument("--timeout-s", type=float, default=5.0, help="per-test CPU budget")
+    p.add_argument("--sandbox_timeout_s", type=float, default=5.0, help="per-test CPU budget")
     p.add_argument("--lookahead", type=int, default=1024, help="jobs per worker ahead (4 = pool.imap's window)")
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--data_dir", default=None,
                    help="folder with mbpp.jsonl (default: $ACECODER_DATA_DIR or ../shared/data)")
+    add_deprecated_spellings(p, {"--timeout-s": "--sandbox_timeout_s", "--data-dir": "--data_dir"})
     args = p.parse_args()
 
     records = load_benchmark("mbpp", args.data_dir)
@@ -58,9 +60,9 @@ def main() -> None:
         texts = list(variants(r.canonical_solution, r.entry_point).values())[: args.samples]
         samples.append({**d, "inferences": [{"model_name": "policy", "completion_id": i, "completion": prefill + t}
                                             for i, t in enumerate(texts)]})
-    cfg = dict(workers=args.workers, timeout_s=args.timeout_s)
+    cfg = dict(workers=args.workers, timeout_s=args.sandbox_timeout_s)
     lookahead = args.lookahead * args.workers
-    print(f"MBPP: {len(records)} questions, {args.workers} workers, per-test CPU budget {args.timeout_s} s, "
+    print(f"MBPP: {len(records)} questions, {args.workers} workers, per-test CPU budget {args.sandbox_timeout_s} s, "
           f"look-ahead {lookahead} jobs; load average before: {load()}")
     with tempfile.TemporaryDirectory() as d:
         write_records(f"{d}/oracle.jsonl", oracle)

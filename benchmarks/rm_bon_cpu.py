@@ -69,7 +69,7 @@ def sample_and_score(name: str, tasks: Path, n_list: list[int], args, eval_dir: 
     report = bon_eval.main(["--model", str(args.output_dir / "policy"), "--rm", rm, "--benchmarks", f"{name}={tasks}",
                             "--n_list", ",".join(map(str, n_list)), "--output_dir", str(eval_dir),
                             "--engine", "hf", "--max_new_tokens", "12", "--seed", str(args.seed),
-                            "--sandbox_workers", "2", "--timeout_s", "2"])
+                            "--sandbox_workers", "2", "--sandbox_timeout_s", "2"])
     samples = {r["id"]: r for _, r in iter_records(eval_dir / name / "samples.jsonl")}
     scored = [row for _, row in iter_records(eval_dir / name / "per_task.jsonl")]
     tasks_by_id = {r["id"]: r for _, r in iter_records(tasks)}

@@ -7,7 +7,7 @@
 
 Prints programs/s and tests/s for each and the ratios against naive and mp.
 
-    python benchmarks/sandbox_throughput.py [--workers 2] [--limit N] [--naive-limit N] [--data ../shared/data]
+    python benchmarks/sandbox_throughput.py [--workers 2] [--limit N] [--naive_limit N] [--data ../shared/data]
                                             [--python /usr/bin/python3.11]
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common.options import add_deprecated  # noqa: E402
 from sandbox import Job, SandboxPool  # noqa: E402
 from sandbox.isolation import (SCRATCH, bwrap_argv, data_fd, discover_interpreter,  # noqa: E402
                                seccomp_filter_fd)
@@ -137,8 +138,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--python", help="interpreter inside the sandbox (default: this one's base interpreter)")
     ap.add_argument("--limit", type=int, default=0, help="programs for ours and mp (0: all 974)")
-    ap.add_argument("--naive-limit", type=int, default=200, help="programs for the naive executor (it is slow)")
+    ap.add_argument("--naive_limit", type=int, default=200, help="programs for the naive executor (it is slow)")
     ap.add_argument("--json", help="also write the figures here")
+    add_deprecated(ap, "--naive-limit", "--naive_limit")
     args = ap.parse_args()
     CONFIG.python = args.python
     jobs = load_mbpp(Path(os.environ.get("ACECODER_DATA_DIR", args.data)))

@@ -1,4 +1,5 @@
-"""What every other package shares and that depends on none of them: record I/O (``common.io``), the
+"""What every other package shares and that depends on none of them: the command-line option language
+(``common.options``), record I/O (``common.io``), the
 AceCode record schema (``common.schema``), code extraction from answers (``common.extract``), the
 process-wide serialised ``ast.parse`` (``common.pyparse``) and rendezvous ports (``common.net``).
 

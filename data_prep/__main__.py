@@ -13,6 +13,10 @@ re-run skips finished records, and an interrupted run loses nothing. Bad input r
 with file, line and field and skipped; the stage finishes the good ones and exits with status 1.
 Exit status 2: the stage could not run (missing file, no sandbox, a bad row before any LLM request).
 launch/make_acecode.sh chains all stages.
+
+Options are snake_case, as in every command of the project (``--min_tests``, ``--data_dir``,
+``--sandbox_timeout_s``); the kebab-case spellings before them (``--min-tests``, ``--timeout-s``,
+``--no-progress``, ...) still work this release, with a warning naming the new one.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ import argparse
 import sys
 from typing import Any, Callable
 
+from common.options import add_bool_option, add_deprecated, add_deprecated_spellings
 from common.io import RecordError
 from data_prep import solve, synthesize
 
@@ -39,6 +44,11 @@ def _io_args(p: argparse.ArgumentParser, what_in: str, what_out: str) -> None:
     p.add_argument("--output", required=True, help=what_out + " (appended to, keyed by id)")
 
 
+def _progress_args(p: argparse.ArgumentParser) -> None:
+    add_bool_option(p, "--progress_bar", True, "show a progress bar (--progress_bar false: none)")
+    add_deprecated(p, "--no-progress", "--progress_bar", const=False)
+
+
 def _seeds(args: argparse.Namespace) -> int:
     from data_prep.seeds import run_seeds
 
@@ -46,21 +56,19 @@ def _seeds(args: argparse.Namespace) -> int:
 
 
 def _filter(args: argparse.Namespace) -> int:
-    from data_prep.common import sandbox_config
     from data_prep.execute import run_filter
 
     summary, _ = run_filter(args.input, args.output, min_tests=args.min_tests, oracle_model=args.oracle_model,
-                            oracle_field=args.oracle_field, sandbox=sandbox_config(args),
-                            progress=not args.no_progress, lookahead=args.lookahead * args.workers)
+                            oracle_field=args.oracle_field, sandbox=args.sandbox, progress=args.progress_bar,
+                            lookahead=args.lookahead * args.sandbox.workers)
     return summary.bad
 
 
 def _score(args: argparse.Namespace) -> int:
-    from data_prep.common import sandbox_config
     from data_prep.execute import run_score
 
-    return run_score(args.input, args.output, sandbox=sandbox_config(args), progress=not args.no_progress,
-                     lookahead=args.lookahead * args.workers).bad
+    return run_score(args.input, args.output, sandbox=args.sandbox, progress=args.progress_bar,
+                     lookahead=args.lookahead * args.sandbox.workers).bad
 
 
 def _pairs(args: argparse.Namespace) -> int:
@@ -104,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, choices=SOURCES, help="which seed source --input is")
     p.add_argument("--limit", type=int, default=None,
                    help=f"most seeds to keep (None: {STACK_LIMIT} for stack, all for the others; 0: all)")
-    p.add_argument("--data-dir", default=None, help="benchmark files for --source benchmark "
+    p.add_argument("--data_dir", default=None, help="benchmark files for --source benchmark "
                                                    "(None: $ACECODER_DATA_DIR or ../shared/data)")
+    add_deprecated(p, "--data-dir", "--data_dir")
 
     p = stage("synthesize", synthesize.__doc__, _llm(synthesize.run_from_args))
     synthesize.add_arguments(p)
@@ -116,25 +125,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = stage("filter", execute.__doc__, _filter)
     _io_args(p, "question records with the oracle's answer (solve output)", "AceCode records")
-    p.add_argument("--min-tests", type=int, default=5, help="drop questions keeping fewer tests than this")
-    p.add_argument("--oracle-model", default=None,
+    p.add_argument("--min_tests", type=int, default=5, help="drop questions keeping fewer tests than this")
+    p.add_argument("--oracle_model", default=None,
                    help="model_name of the oracle's inference (None: the first inference)")
-    p.add_argument("--oracle-field", default="inferences", choices=ORACLE_FIELDS,
+    p.add_argument("--oracle_field", default="inferences", choices=ORACLE_FIELDS,
                    help="where the oracle is: an answer in inferences, or a program field of the record")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_deprecated_spellings(p, {"--min-tests": "--min_tests", "--oracle-model": "--oracle_model",
+                                 "--oracle-field": "--oracle_field"})
+    _progress_args(p)
     add_sandbox_args(p)
 
     p = stage("score", execute.__doc__, _score)
     _io_args(p, "AceCode records with sampled answers (solve -n 16 output)", "scored AceCode records")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _progress_args(p)
     add_sandbox_args(p)
 
     from data_prep import pairs as pairs_mod
 
     p = stage("pairs", pairs_mod.__doc__, _pairs)
     _io_args(p, "scored AceCode records (score output)", "pair records")
-    p.add_argument("--rm-output", default=None,
+    p.add_argument("--rm_output", default=None,
                    help="the {prompt, chosen, rejected} export (None: OUTPUT with .rm.jsonl)")
+    add_deprecated(p, "--rm-output", "--rm_output")
     p = stage("hard-subset", pairs_mod.__doc__, _hard)
     _io_args(p, "scored AceCode records (score output)", "the kept records, unchanged")
     return parser
@@ -144,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     from data_prep.llm_client import LLMError
     from sandbox import SandboxUnavailable
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "sandbox_workers"):  # filter, score: a bad sandbox option is a usage error, named
+        from data_prep.common import sandbox_config
+
+        args.sandbox = sandbox_config(args, parser)
     try:
         bad = args.func(args)
     except (RecordError, FileNotFoundError, IsADirectoryError, SandboxUnavailable, LLMError) as e:

@@ -103,7 +103,7 @@ def data_file(filename: str, data_dir: str | os.PathLike | None = None) -> Path:
     path = d / filename
     if not path.is_file():
         raise FileNotFoundError(
-            f"benchmark file {path} not found; pass data_dir=... (--data-dir) or set {DATA_DIR_ENV} "
+            f"benchmark file {path} not found; pass data_dir=... (--data_dir) or set {DATA_DIR_ENV} "
             f"to the folder holding {filename} (see shared/data/SOURCES.md)")
     want = SHA256.get(filename)
     if want is not None:
@@ -552,11 +552,14 @@ def convert_benchmark(name: str, output: str | os.PathLike, data_dir: str | os.P
 
 
 def main(argv: list[str] | None = None) -> None:
+    from common.options import add_deprecated
+
     p = argparse.ArgumentParser(prog="python -m data_prep.benchmarks", description=__doc__.split("\n")[0])
     p.add_argument("--name", required=True, choices=list(BENCHMARKS), help="benchmark to convert")
     p.add_argument("--output", required=True, help="output file, .jsonl or .parquet")
-    p.add_argument("--data-dir", default=None,
+    p.add_argument("--data_dir", default=None,
                    help=f"folder with the upstream files (default: ${DATA_DIR_ENV} or ../shared/data)")
+    add_deprecated(p, "--data-dir", "--data_dir")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

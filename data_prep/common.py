@@ -142,27 +142,16 @@ def iter_stage_input(path: str | os.PathLike, bad: BadRecords,
 # ---- sandbox options shared by filter and score -----------------------------------------------
 
 def add_sandbox_args(p: argparse.ArgumentParser) -> None:
-    from sandbox import SandboxConfig
+    """The ``--sandbox_*`` options every command has (sandbox/options.py), plus ``--lookahead``."""
+    from sandbox import options
 
-    d = SandboxConfig()
-    g = p.add_argument_group("sandbox")
-    g.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                   help="sandboxed worker processes (default: os.cpu_count() = %(default)s)")
-    g.add_argument("--timeout-s", type=float, default=d.timeout_s,
-                   help="per-test CPU-time budget in seconds")
-    g.add_argument("--program-timeout-s", type=float, default=d.program_timeout_s,
-                   help="wall-clock deadline for one program and all its tests")
-    g.add_argument("--memory-mb", type=int, default=d.memory_mb,
-                   help="address-space limit of a program in MiB")
-    g.add_argument("--lookahead", type=int, default=1024,
+    options.add_sandbox_options(p, old_spellings=options.OLD_SPELLINGS, workers=os.cpu_count() or 1)
+    p.add_argument("--lookahead", type=int, default=1024,
                    help="jobs per worker queued or finished ahead of the oldest unfinished one (output "
                         "stays in input order; more absorbs slow programs better, costs memory)")
-    g.add_argument("--UNSAFE-no-isolation", dest="unsafe_no_isolation", action="store_true",
-                   help="DEBUG ONLY: run programs without bwrap/seccomp/cgroups")
 
 
-def sandbox_config(args: argparse.Namespace) -> Any:
-    from sandbox import SandboxConfig
+def sandbox_config(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> Any:
+    from sandbox import options
 
-    return SandboxConfig(workers=args.workers, timeout_s=args.timeout_s, program_timeout_s=args.program_timeout_s,
-                         memory_mb=args.memory_mb, unsafe_no_isolation=args.unsafe_no_isolation)
+    return options.sandbox_config_from_args(args, parser)

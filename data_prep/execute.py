@@ -2,7 +2,7 @@
 ``score`` (pass rates of sampled answers).
 
 filter  In:  question records with the oracle's answer in ``inferences`` (``solve`` with the oracle;
-             ``--oracle-field canonical_solution`` or ``program`` takes a program field instead).
+             ``--oracle_field canonical_solution`` or ``program`` takes a program field instead).
         Out: AceCode records whose ``test_cases`` are the tests the oracle's extracted program passes,
              ``inferences`` null, and ``filter: {oracle_model, tests_before, tests_kept}``. A question
              keeping fewer than ``min_tests`` (5) tests goes to ``OUTPUT.dropped.jsonl`` with the reason.
@@ -122,7 +122,7 @@ def _oracle_of(oracle_field: str, oracle_model: str | None) -> Callable[[dict, s
             text = raw.get(oracle_field)
             if not isinstance(text, str) or not text.strip():
                 raise RecordError(path, line, oracle_field,
-                                  "missing or empty; it is the oracle program (--oracle-field)")
+                                  "missing or empty; it is the oracle program (--oracle_field)")
             return text, oracle_field, False
         answers = check_answers(raw, path, line, need_pass_rate=False)
         if oracle_model is None:
@@ -131,7 +131,7 @@ def _oracle_of(oracle_field: str, oracle_model: str | None) -> Callable[[dict, s
             if a["model_name"] == oracle_model:
                 return a["completion"], oracle_model, True
         raise RecordError(path, line, "inferences",
-                          f"no answer from the oracle model {oracle_model!r} (--oracle-model)")
+                          f"no answer from the oracle model {oracle_model!r} (--oracle_model)")
     return check
 
 
@@ -172,7 +172,7 @@ def run_filter(input_path: str, output_path: str, *, min_tests: int = 5, oracle_
     from sandbox import Job
 
     if oracle_field not in ORACLE_FIELDS:
-        raise ValueError(f"--oracle-field must be one of {', '.join(ORACLE_FIELDS)}, not {oracle_field!r}")
+        raise ValueError(f"--oracle_field must be one of {', '.join(ORACLE_FIELDS)}, not {oracle_field!r}")
     input_path = require_input(input_path)
     start = time.perf_counter()
     summary = ExecSummary("filter")

@@ -318,27 +318,35 @@ def run_chats(backend: Any, items: list, to_messages: Callable[[Any], Messages],
 
 def add_client_args(parser: Any) -> None:
     """Command-line options for building a backend (``backend_from_args``)."""
+    from common.options import add_deprecated, add_deprecated_spellings
+
     g = parser.add_argument_group("LLM backend")
-    g.add_argument("--base-url", default=ClientConfig.base_url, help="OpenAI-compatible endpoint, up to /v1")
+    g.add_argument("--base_url", default=ClientConfig.base_url, help="OpenAI-compatible endpoint, up to /v1")
     g.add_argument("--model", required=True, help="model name sent to the server, or path for --offline")
-    g.add_argument("--api-key-env", default=ClientConfig.api_key_env, help="environment variable with the key")
-    g.add_argument("--timeout", type=float, default=ClientConfig.timeout_s, help="seconds per socket operation")
-    g.add_argument("--max-retries", type=int, default=ClientConfig.max_retries,
+    g.add_argument("--api_key_env", default=ClientConfig.api_key_env, help="environment variable with the key")
+    g.add_argument("--request_timeout_s", type=float, default=ClientConfig.timeout_s,
+                   help="seconds per socket operation")
+    g.add_argument("--max_retries", type=int, default=ClientConfig.max_retries,
                    help="retries after the first attempt (429, 5xx, timeouts)")
     g.add_argument("--concurrency", type=int, default=ClientConfig.concurrency, help="requests in flight")
-    g.add_argument("--price-prompt-per-1k", type=float, default=0.0, help="price per 1K prompt tokens, for the cost line")
-    g.add_argument("--price-completion-per-1k", type=float, default=0.0,
+    g.add_argument("--price_prompt_per_1k", type=float, default=0.0, help="price per 1K prompt tokens, for the cost line")
+    g.add_argument("--price_completion_per_1k", type=float, default=0.0,
                    help="price per 1K completion tokens, for the cost line")
-    g.add_argument("--no-continue-final-message", action="store_true",
+    g.add_argument("--no_continue_final_message", action="store_true",
                    help="for APIs that reject vLLM's prefill fields")
     g.add_argument("--offline", action="store_true", help="run vLLM in this process instead of over HTTP")
+    add_deprecated_spellings(g, {"--base-url": "--base_url", "--api-key-env": "--api_key_env",
+                                 "--timeout": "--request_timeout_s", "--max-retries": "--max_retries",
+                                 "--price-prompt-per-1k": "--price_prompt_per_1k",
+                                 "--price-completion-per-1k": "--price_completion_per_1k"})
+    add_deprecated(g, "--no-continue-final-message", "--no_continue_final_message", const=True)
 
 
 def backend_from_args(args: Any, json_mode: bool = False) -> Any:
     if args.offline:
         return VLLMOfflineBackend(args.model)
     return ChatClient(ClientConfig(
-        base_url=args.base_url, model=args.model, api_key_env=args.api_key_env, timeout_s=args.timeout,
+        base_url=args.base_url, model=args.model, api_key_env=args.api_key_env, timeout_s=args.request_timeout_s,
         max_retries=args.max_retries, concurrency=args.concurrency, json_mode=json_mode,
         price_prompt_per_1k=args.price_prompt_per_1k, price_completion_per_1k=args.price_completion_per_1k,
         continue_final_message=not args.no_continue_final_message))

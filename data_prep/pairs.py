@@ -4,7 +4,7 @@ of questions for RL.
 pairs        In:  scored AceCode records (``score`` output: every inference has a ``pass_rate``).
              Out: ``{id, record_id, question, chosen, rejected, chosen_pass_rate, rejected_pass_rate}``
                   with id ``RECORDID_pairK``, plus the reward-model trainer's format
-                  ``{prompt, chosen, rejected}`` in ``--rm-output`` (default ``OUTPUT.rm.jsonl``),
+                  ``{prompt, chosen, rejected}`` in ``--rm_output`` (default ``OUTPUT.rm.jsonl``),
                   rewritten from the whole pairs output at the end of every run.
              chosen/rejected are the answers' extracted programs (the RM scores question + program,
              SPEC 3). For every two answers i, j of a question (in inference order) with pass rates

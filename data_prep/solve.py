@@ -10,7 +10,7 @@ prefilled with a sentence and an opening python fence (``data_prep/prompts/solve
 ``OUTPUT.failures.jsonl`` are append-only and keyed by id, so a re-run skips finished questions.
 
     python -m data_prep.solve --input questions.jsonl --output oracle.jsonl \
-        --base-url http://localhost:8000/v1 --model Qwen/Qwen2.5-Coder-32B-Instruct
+        --base_url http://localhost:8000/v1 --model Qwen/Qwen2.5-Coder-32B-Instruct
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import contextlib
 import os
 from typing import Any
 
+from common.options import add_deprecated_spellings
 from data_prep.llm_client import add_client_args, backend_from_args, run_chats
 from data_prep.prompts import SOLVE, ChatTemplate, load_chat_template
 from data_prep.synthesize import StageSummary, check_request_error, load_inputs, open_outputs
@@ -81,15 +82,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", default=None, help=f"prompt template file (default {SOLVE})")
     p.add_argument("-n", type=int, default=1, help="answers per question")
     p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling top_p")
-    p.add_argument("--max-tokens", type=int, default=1024, help="most new tokens per answer")
-    p.add_argument("--model-name", default=None, help="name recorded in inferences (default: --model)")
+    p.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling top_p")
+    p.add_argument("--max_new_tokens", type=int, default=1024, help="most new tokens per answer")
+    p.add_argument("--model_name", default=None, help="name recorded in inferences (default: --model)")
     add_client_args(p)
+    add_deprecated_spellings(p, {"--top-p": "--top_p", "--max-tokens": "--max_new_tokens",
+                                 "--model-name": "--model_name"})
 
 
 def run_from_args(args: argparse.Namespace) -> StageSummary:
     return run_solve(args.input, args.output, backend_from_args(args), args.n, args.temperature, args.top_p,
-                     args.max_tokens, args.prompt, args.model_name, concurrency=args.concurrency)
+                     args.max_new_tokens, args.prompt, args.model_name, concurrency=args.concurrency)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ was unusable (kind "reply"), and retries seeds whose request failed (kind "reque
 failures file to retry everything, e.g. after changing the prompt.
 
     python -m data_prep.synthesize --input seeds.jsonl --output synth.jsonl \
-        --base-url https://api.openai.com/v1 --model gpt-4o-mini
+        --base_url https://api.openai.com/v1 --model gpt-4o-mini
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from common.options import add_deprecated_spellings
 from common.io import AppendWriter, RecordError, iter_records
 from common.pyparse import parse
 from data_prep.llm_client import LLMError, Usage, add_client_args, backend_from_args, run_chats
@@ -295,15 +296,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output", required=True, help="question records, JSONL or Parquet (appended to)")
     p.add_argument("--prompt", default=None, help=f"prompt template file (default {SYNTHESIZE})")
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling top_p")
-    p.add_argument("--max-tokens", type=int, default=8192, help="most new tokens per reply")
+    p.add_argument("--top_p", type=float, default=1.0, help="nucleus sampling top_p")
+    p.add_argument("--max_new_tokens", type=int, default=8192, help="most new tokens per reply")
     add_client_args(p)
+    add_deprecated_spellings(p, {"--top-p": "--top_p", "--max-tokens": "--max_new_tokens"})
 
 
 def run_from_args(args: argparse.Namespace) -> StageSummary:
     return run_synthesize(args.input, args.output, backend_from_args(args, json_mode=True), args.prompt,
                           concurrency=args.concurrency, temperature=args.temperature, top_p=args.top_p,
-                          max_tokens=args.max_tokens)
+                          max_tokens=args.max_new_tokens)
 
 
 def main(argv: list[str] | None = None) -> None:

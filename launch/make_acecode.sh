@@ -23,7 +23,7 @@
 #   STAGES             the stages to run, in this order: seeds synthesize oracle filter sample score pairs hard-subset
 #   SKIP_SETUP=1       do not source launch/setup_env.sh (it installs what is missing, then does nothing)
 # Extra arguments go to one stage each, prefixed by its name, e.g.
-#   bash launch/make_acecode.sh synthesize:--concurrency=64 score:--timeout-s=10 oracle:--offline
+#   bash launch/make_acecode.sh synthesize:--concurrency=64 score:--sandbox_timeout_s=10 oracle:--offline
 # Exit status: 0; 1 when some stage skipped bad records (it finished the good ones; see its messages);
 # otherwise the failing stage's status.
 set -euo pipefail
@@ -94,17 +94,17 @@ if [ -z "$SEEDS" ]; then
   [ -z "${STACK_INPUT:-}" ] || run seeds seeds --source stack --input "$STACK_INPUT" --output "$SEEDS"
 fi
 
-run synthesize synthesize --input "$SEEDS" --output "$OUT/questions.jsonl" --base-url "$BASE_URL" --model "$MODEL" \
-  --temperature 0.7 --max-tokens 8192
-run oracle solve --input "$OUT/questions.jsonl" --output "$OUT/oracle.jsonl" --base-url "$ORACLE_BASE_URL" \
-  --model "$ORACLE_MODEL" -n 1 --temperature 0 --max-tokens 1024
-run filter filter --input "$OUT/oracle.jsonl" --output "$OUT/filtered.jsonl" --min-tests "$MIN_TESTS" \
-  --oracle-model "$ORACLE_MODEL" --workers "$WORKERS" --timeout-s "$TIMEOUT_S"
-run sample solve --input "$OUT/filtered.jsonl" --output "$OUT/samples.jsonl" --base-url "$POLICY_BASE_URL" \
-  --model "$POLICY_MODEL" -n "$N_SAMPLES" --temperature "$SAMPLE_TEMPERATURE" --top-p 1.0 --max-tokens 1024
-run score score --input "$OUT/samples.jsonl" --output "$OUT/acecode.$FORMAT" --workers "$WORKERS" \
-  --timeout-s "$TIMEOUT_S"
-run pairs pairs --input "$OUT/acecode.$FORMAT" --output "$OUT/pairs.$FORMAT" --rm-output "$OUT/pairs_rm.$FORMAT"
+run synthesize synthesize --input "$SEEDS" --output "$OUT/questions.jsonl" --base_url "$BASE_URL" --model "$MODEL" \
+  --temperature 0.7 --max_new_tokens 8192
+run oracle solve --input "$OUT/questions.jsonl" --output "$OUT/oracle.jsonl" --base_url "$ORACLE_BASE_URL" \
+  --model "$ORACLE_MODEL" -n 1 --temperature 0 --max_new_tokens 1024
+run filter filter --input "$OUT/oracle.jsonl" --output "$OUT/filtered.jsonl" --min_tests "$MIN_TESTS" \
+  --oracle_model "$ORACLE_MODEL" --sandbox_workers "$WORKERS" --sandbox_timeout_s "$TIMEOUT_S"
+run sample solve --input "$OUT/filtered.jsonl" --output "$OUT/samples.jsonl" --base_url "$POLICY_BASE_URL" \
+  --model "$POLICY_MODEL" -n "$N_SAMPLES" --temperature "$SAMPLE_TEMPERATURE" --top_p 1.0 --max_new_tokens 1024
+run score score --input "$OUT/samples.jsonl" --output "$OUT/acecode.$FORMAT" --sandbox_workers "$WORKERS" \
+  --sandbox_timeout_s "$TIMEOUT_S"
+run pairs pairs --input "$OUT/acecode.$FORMAT" --output "$OUT/pairs.$FORMAT" --rm_output "$OUT/pairs_rm.$FORMAT"
 run hard-subset hard-subset --input "$OUT/acecode.$FORMAT" --output "$OUT/acecode_hard.$FORMAT"
 
 echo "[make_acecode] done: AceCode records $OUT/acecode.$FORMAT, pairs $OUT/pairs.$FORMAT (reward-model" \

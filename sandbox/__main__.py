@@ -1,6 +1,12 @@
 """Command line: run jobs from a JSONL file through the sandbox, results appended as they finish.
 
-    python -m sandbox run --input JOBS.jsonl --output RESULTS.jsonl [--workers N] [--timeout-s S] [--memory-mb M]
+    python -m sandbox run --input JOBS.jsonl --output RESULTS.jsonl [--sandbox_workers N] [--sandbox_timeout_s S]
+        [--sandbox_memory_mb M] [--sandbox_<field> V ...]
+
+The pool's settings are the ``--sandbox_<field>`` options of every command (one per SandboxConfig
+field, sandbox/options.py); the spellings before them (``--workers``, ``--timeout-s``, ``--memory-mb``,
+``--program-timeout-s``, ``--cgroups``, ``--UNSAFE-no-isolation``, ``--quiet``) still work this release,
+with a warning.
 
 Each input line: {"id": str, "program": str, "tests": [str, ...]} with optional "setup" (str),
 "timeout_s", "memory_mb", "test_timeouts_s" (one CPU budget per test, e.g. the EvalPlus mode's, see
@@ -17,9 +23,12 @@ import os
 import sys
 from typing import Iterator
 
+from common.options import add_bool_option, add_deprecated
+
+from . import options
 from .isolation import SandboxUnavailable
 from .pool import SandboxPool
-from .types import Job, SandboxConfig
+from .types import Job
 
 
 def parse_job(line: str, lineno: int, path: str) -> Job:
@@ -68,10 +77,8 @@ def _completed_lines(path: str) -> int:
     return data.count(b"\n")
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = SandboxConfig(workers=args.workers, timeout_s=args.timeout_s, memory_mb=args.memory_mb,
-                        program_timeout_s=args.program_timeout_s, cgroups=args.cgroups,
-                        unsafe_no_isolation=args.UNSAFE_no_isolation)
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
+    cfg = options.sandbox_config_from_args(args, parser)
     skip = _completed_lines(args.output)
     bad = 0
     with open(args.input, encoding="utf-8") as fin:
@@ -98,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     with pool, open(args.output, "a", encoding="utf-8") as fout:
         jobs = [e for e in entries if isinstance(e, Job)]
         results: Iterator = pool.imap(jobs)
-        for e in tqdm(entries, desc="sandbox", unit="prog", disable=args.quiet, file=sys.stderr):
+        for e in tqdm(entries, desc="sandbox", unit="prog", disable=not args.progress_bar, file=sys.stderr):
             rec = next(results).to_dict() if isinstance(e, Job) else e
             n_pass += bool(rec.get("all_passed"))
             fout.write(json.dumps(rec) + "\n")
@@ -115,27 +122,23 @@ def _peek_id(line: str) -> object:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run a JSONL file of jobs", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    d = SandboxConfig()
     r.add_argument("--input", required=True, help="JSONL jobs: {id, program, tests[, setup, timeout_s, memory_mb, test_timeouts_s, stop_at_first_failure]}")
     r.add_argument("--output", required=True, help="JSONL results, appended; an existing file is resumed")
-    r.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="sandbox worker slots")
-    r.add_argument("--timeout-s", type=float, default=d.timeout_s, help="per-test CPU-time budget (s)")
-    r.add_argument("--program-timeout-s", type=float, default=d.program_timeout_s, help="wall deadline per program (s)")
-    r.add_argument("--memory-mb", type=int, default=d.memory_mb, help="address-space limit per program (MiB)")
-    r.add_argument("--cgroups", choices=["auto", "required", "off"], default=d.cgroups,
-                   help="per-slot memory/process cgroups")
-    r.add_argument("--UNSAFE-no-isolation", action="store_true",
-                   help="DEBUG ONLY: run without bwrap, seccomp or cgroups")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_bool_option(r, "--progress_bar", True, "show a progress bar")
+    add_deprecated(r, "--quiet", "--progress_bar", const=False)
+    options.add_sandbox_options(r, old_spellings=options.OLD_SPELLINGS, workers=os.cpu_count() or 1)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
-    if args.workers < 1 or args.timeout_s <= 0 or args.memory_mb < 16:
-        p.error("--workers must be >= 1, --timeout-s > 0, --memory-mb >= 16")
-    return run(args)
+    return run(args, p)
 
 
 if __name__ == "__main__":

@@ -1,27 +1,31 @@
 """One typed configuration for an RL run: sections of dataclasses, loadable from YAML, overridable on
-the command line with OpenRLHF's option names where the concept is the same (``--pretrain``,
-``--rollout_batch_size``, ``--n_samples_per_prompt``, ``--init_kl_coef``, ...).
+the command line with OpenRLHF's option names where the concept is the same: its underscored names
+(up to 0.10.1: ``--pretrain``, ``--rollout_batch_size``, ``--init_kl_coef``, ...) and its dotted groups
+(0.10.2 and 0.11: ``--actor.model_name_or_path``, ``--rollout.batch_size``, ``--algo.kl.init_coef``, ...;
+``ALIASES``).
 
     cfg = load_config(["--config", "launch/configs/rl_qwen_base.yaml", "--actor_learning_rate", "1e-6"])
 
-Every field has a default and a one-line help (``python -m trainer --help`` lists them all). Option
-names are unique across sections, so ``--name`` and ``--section.name`` both work. Invalid values are
-refused before any actor starts, with the option named.
+Every field has a default and a one-line help (``python -m trainer --help`` lists them all, with
+every name of each). The options are generated from the dataclasses below by ``common.options``, as
+the other commands' shared options are (the sandbox section is ``--sandbox_<field>`` everywhere).
+Option names are unique across sections, so ``--name`` and ``--section.name`` both work. 0 means no
+limit / never (OpenRLHF's -1 still works for ``--save_steps`` and ``--eval_steps``, with a warning).
+Invalid values are refused before any actor starts, with the option named.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from common.options import ConfigError, HelpFormatter, add_dataclass_options, coerce, legacy_value
+from sandbox import options as sandbox_options
 from sandbox.types import SandboxConfig
 
-
-class ConfigError(ValueError):
-    pass
+NEVER = {-1: 0}  # OpenRLHF's (and train_rm's old) -1 for "never" is our 0
 
 
 def opt(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - the word argparse uses
@@ -139,7 +143,7 @@ class RewardConfig:
 @dataclass
 class CheckpointConfig:
     save_path: str = opt("outputs/run", "output directory: checkpoints, metrics, exports")
-    save_steps: int = opt(50, "checkpoint every N steps (0: only at the end and on SIGTERM)")
+    save_steps: int = opt(50, "checkpoint every N steps (0: only at the end and on SIGTERM)", legacy=NEVER)
     max_ckpt_num: int = opt(3, "keep the newest N checkpoints")
     resume: str = opt("auto", "auto (newest complete checkpoint, else fresh), none, or a checkpoint path")
     save_hf_model: bool = opt(True, "export the policy with save_pretrained beside each checkpoint")
@@ -148,7 +152,7 @@ class CheckpointConfig:
 @dataclass
 class LoggingConfig:
     logging_steps: int = opt(1, "log every N steps")
-    eval_steps: int = opt(0, "evaluate held-out greedy pass rate every N steps (0: never)")
+    eval_steps: int = opt(0, "evaluate held-out greedy pass rate every N steps (0: never)", legacy=NEVER)
     stop_at_eval_pass_rate: float = opt(0.0, "stop early once the held-out pass rate reaches this (0: never)")
     use_tensorboard: bool = opt(True, "TensorBoard logs under save_path/tensorboard")
     use_wandb: bool = opt(False, "log to Weights & Biases (WANDB_MODE=offline works without network)")
@@ -177,16 +181,72 @@ class RLConfig:
 
 
 SECTIONS = [f.name for f in dataclasses.fields(RLConfig)]
-_SANDBOX_PREFIX = "sandbox_"  # sandbox options are --sandbox_<name> on the command line
-# Other spellings of our options, mostly OpenRLHF 0.11's dotted groups: alias -> option name. They
-# work on the command line and in YAML (as dotted keys or nested under the group).
+_SANDBOX_PREFIX = sandbox_options.PREFIX  # sandbox options are --sandbox_<name>, as in every command
+# Other names of our options: alias -> option name. Mostly OpenRLHF's dotted groups (0.10.2 and later,
+# openrlhf/cli/train_ppo_ray.py of 0.11), plus its older underscored names where ours differ. Only
+# where the concept is the same: OpenRLHF's data.max_len (prompt + response), eval.temperature,
+# reward.clip_range (two numbers), ckpt.load_enable, logger.wandb.key and rollout.vllm_generate_batch_size
+# (it may exceed the rollout batch) mean other things than our nearest options. A group's name that
+# equals one of our sections (train.seed, rollout.temperature, data.input_key, ...) needs no alias.
+# They work on the command line and in YAML (as dotted keys or nested under the group).
 ALIASES = {
-    "train.async_enable": "async_train",
-    "train.async_queue_size": "async_queue_size",
+    # model
+    "actor.model_name_or_path": "pretrain",
+    "reward.model_name_or_path": "reward_pretrain",
+    "actor.gradient_checkpointing_enable": "gradient_checkpointing",
+    "ds.attn_implementation": "attn_implementation",
+    # data
+    "data.prompt_dataset": "prompt_data",
+    "eval.dataset": "eval_data",
+    "eval_dataset": "eval_data",  # OpenRLHF <= 0.10.1
+    # rollout
+    "rollout.batch_size": "rollout_batch_size",
+    "rollout.max_new_tokens": "generate_max_len",
+    "max_new_tokens": "generate_max_len",  # OpenRLHF <= 0.10.1
+    "vllm.num_engines": "vllm_num_engines",
+    "vllm.tensor_parallel_size": "vllm_tensor_parallel_size",
+    "vllm.gpu_memory_utilization": "vllm_gpu_memory_utilization",
+    "vllm.enable_prefix_caching": "enable_prefix_caching",
+    "vllm.enforce_eager": "enforce_eager",
+    "vllm.sync_backend": "vllm_sync_backend",
+    "vllm.enable_sleep": "vllm_enable_sleep",
     "algo.dynamic_filtering_enable": "dynamic_filtering",
     "algo.dynamic_filtering_range": "dynamic_filtering_reward_range",
+    # train
+    "train.batch_size": "train_batch_size",
+    "train.micro_batch_size": "micro_train_batch_size",
+    "actor.adam.lr": "actor_learning_rate",
+    "actor.lr_warmup_ratio": "lr_warmup_ratio",
+    "actor.min_lr_ratio": "min_lr_ratio",
+    "actor.adam.betas": "adam_betas",
+    "actor.adam.weight_decay": "l2",
+    "actor.max_norm": "max_norm",
+    "ds.zero_stage": "zero_stage",
+    "ds.adam_offload": "adam_offload",
+    "algo.advantage.estimator": "advantage_estimator",
+    "algo.kl.init_coef": "init_kl_coef",
+    "algo.kl.estimator": "kl_estimator",
+    "algo.advantage.gamma": "gamma",
+    "actor.eps_clip": "eps_clip",
+    "ds.packing_samples": "packing_samples",
+    "actor.num_nodes": "actor_num_nodes",
+    "actor.num_gpus_per_node": "actor_num_gpus_per_node",
+    "ref.num_gpus_per_node": "ref_num_gpus_per_node",
     "train.colocate_all": "colocate_all_models",
-    "vllm.enable_sleep": "vllm_enable_sleep",
+    "train.async_enable": "async_train",
+    # reward
+    "reward.normalize_enable": "normalize_reward",
+    # checkpoint
+    "ckpt.output_dir": "save_path",
+    "ckpt.save_steps": "save_steps",
+    "ckpt.max_num": "max_ckpt_num",
+    "ckpt.save_hf": "save_hf_model",
+    "save_hf_ckpt": "save_hf_model",  # OpenRLHF <= 0.10.1
+    # logging
+    "logger.logging_steps": "logging_steps",
+    "eval.steps": "eval_steps",
+    "logger.wandb.project": "wandb_project",
+    "logger.wandb.run_name": "wandb_run_name",
 }
 
 
@@ -203,42 +263,6 @@ def _flat_fields() -> dict[str, tuple[str, dataclasses.Field, Any]]:
     return out
 
 
-def _coerce(name: str, typ: Any, value: Any) -> Any:
-    origin = typing.get_origin(typ)
-    args = typing.get_args(typ)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"--{name}: {value!r} is not one of {', '.join(map(str, args))}")
-        return value
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None or value == "None":
-            return None
-        return _coerce(name, next(a for a in args if a is not type(None)), value)
-    try:
-        if typ is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                    raise ValueError(value)
-                return value.lower() in ("1", "true", "yes")
-            return bool(value)
-        if typ in (int, float, str):
-            if typ is int and isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return typ(value)
-        if typ in (list, dict) or origin in (list, tuple, dict):
-            if isinstance(value, str):
-                value = json.loads(value) if value.strip().startswith(("[", "{")) else [v for v in value.split(",") if v]
-            want = dict if (typ is dict or origin is dict) else (list, tuple)
-            if not isinstance(value, want):
-                raise ValueError(value)
-            if origin in (list, tuple) and args and args[0] is not Ellipsis:
-                value = [_coerce(name, args[0], v) for v in value]
-            return tuple(value) if origin is tuple else value
-    except (ValueError, TypeError, json.JSONDecodeError):
-        raise ConfigError(f"--{name}: cannot read {value!r} as {getattr(typ, '__name__', typ)}") from None
-    return value
-
-
 def _set(cfg: RLConfig, name: str, value: Any, source: str) -> None:
     fields = _flat_fields()
     name = ALIASES.get(name, name)
@@ -251,7 +275,20 @@ def _set(cfg: RLConfig, name: str, value: Any, source: str) -> None:
         close = [n for n in fields if n.startswith(name[:4])][:5]
         raise ConfigError(f"{source}: unknown option --{name}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
     sec, f, typ = fields[name]
-    setattr(getattr(cfg, sec), f.name, _coerce(name, typ, value))
+    setattr(getattr(cfg, sec), f.name, legacy_value(f"--{name}", coerce(name, typ, value), f.metadata.get("legacy")))
+
+
+def _is_group(key: str) -> bool:
+    """A YAML key whose mapping holds options (a section, or an alias group such as algo.kl)."""
+    return key in SECTIONS or any(a.startswith(key + ".") for a in ALIASES)
+
+
+def _yaml_items(key: str, value: Any):
+    if isinstance(value, dict) and _is_group(key):
+        for k, v in value.items():
+            yield from _yaml_items(f"{key}.{k}", v)
+    else:
+        yield key, value
 
 
 def load_yaml(path: str, cfg: RLConfig) -> None:
@@ -261,31 +298,31 @@ def load_yaml(path: str, cfg: RLConfig) -> None:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of options")
-    groups = SECTIONS + sorted({a.partition(".")[0] for a in ALIASES})
-    for key, value in data.items():
-        if key in groups and isinstance(value, dict):
-            for k, v in value.items():
-                _set(cfg, f"{key}.{k}", v, path)
-        else:
+    for top, nested in data.items():
+        for key, value in _yaml_items(str(top), nested):
             _set(cfg, key, value, path)
 
 
+class _HelpFormatter(HelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """Every option of every section, generated from the dataclasses: ``--name``, ``--section.name``
+    and its ALIASES, all listed by --help. Values stay words until ``load_config`` reads them."""
     p = argparse.ArgumentParser(prog="python -m trainer", description="Reinforce++ RL for code models on Ray.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=_HelpFormatter)
     p.add_argument("--config", action="append", default=[], help="YAML file(s) of options, applied in order")
     defaults = RLConfig()
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for name, (sec, f, _typ) in _flat_fields().items():
-        g = groups.setdefault(sec, p.add_argument_group(sec))
-        default = getattr(getattr(defaults, sec), f.name)
-        help_text = f.metadata.get("help", "") if f.metadata else ""
-        flag = {"nargs": "?", "const": "true"} if _typ is bool else {}  # --bf16 alone means true
-        if typing.get_origin(_typ) is list:
-            flag = {"nargs": "*"}  # --reward tests rm, or --reward tests,rm
-        aliases = [f"--{a}" for a, target in ALIASES.items() if target == name]
-        g.add_argument(f"--{name}", f"--{sec}.{f.name}", *aliases, dest=name, default=argparse.SUPPRESS,
-                       metavar="V", help=f"{help_text} (default: {default!r})".replace("%", "%%"), **flag)
+
+    def names(sec: str, name: str, short: str) -> list[str]:
+        extra = [f"--{sec}.{short}"] + [f"--{a}" for a, target in ALIASES.items() if target == name]
+        return list(dict.fromkeys(extra))  # a group name that equals ours is listed once
+
+    for sec in dataclasses.fields(RLConfig):
+        prefix = _SANDBOX_PREFIX if sec.name == "sandbox" else ""
+        add_dataclass_options(p.add_argument_group(sec.name), type(getattr(defaults, sec.name)), prefix=prefix,
+                              deferred=True, extra_names=lambda n, s=sec.name, pre=prefix: names(s, n, n[len(pre):]))
     return p
 
 
@@ -297,8 +334,6 @@ def load_config(argv: list[str] | None = None) -> RLConfig:
         load_yaml(path, cfg)
     for name, value in vars(args).items():
         if name != "config":
-            if isinstance(value, list) and len(value) == 1:
-                value = value[0]  # one word: "a,b" or JSON, as in YAML
             _set(cfg, name, value, "command line")
     return cfg.validate()
 
@@ -359,7 +394,9 @@ def validate(cfg: RLConfig) -> None:
          "needs --n_samples_per_prompt >= 2 (a group of one has no variance)")
     need(cfg.checkpoint.max_ckpt_num >= 1, "max_ckpt_num", "must be >= 1")
     need(cfg.checkpoint.save_steps >= 0, "save_steps", "must be >= 0")
-    need(cfg.sandbox.workers >= 1, "sandbox_workers", "must be >= 1")
-    need(cfg.sandbox.timeout_s > 0, "sandbox_timeout_s", "must be > 0")
+    need(t.max_steps >= 0, "max_steps", "must be >= 0 (0: no limit)")
+    need(cfg.logging.eval_steps >= 0, "eval_steps", "must be >= 0 (0: never)")
+    for option, msg in sandbox_options.problems(cfg.sandbox):
+        need(False, option, msg)
     need(not cfg.sandbox.unsafe_no_isolation, "sandbox_unsafe_no_isolation",
          "refused for training runs: model output must never run without isolation")

@@ -218,8 +218,11 @@ def test_convert_writes_readable_records(data_dir, tmp_path):
     assert B.convert_benchmark("humaneval", out, data_dir) == 164
     recs = list(load_acecode(out))
     assert len(recs) == 164 and recs[0].extra["test_conversion"] == "split"
-    B.main(["--name", "mbpp_sanitized", "--output", str(tmp_path / "m.parquet"), "--data-dir", str(data_dir)])
+    B.main(["--name", "mbpp_sanitized", "--output", str(tmp_path / "m.parquet"), "--data_dir", str(data_dir)])
     assert len(list(load_acecode(tmp_path / "m.parquet"))) == 427
+    with pytest.warns(DeprecationWarning, match="--data-dir is deprecated.*use --data_dir"):  # one more release
+        B.main(["--name", "mbpp_sanitized", "--output", str(tmp_path / "o.parquet"), "--data-dir", str(data_dir)])
+    assert len(list(load_acecode(tmp_path / "o.parquet"))) == 427
 
 
 def test_data_dir_env_and_sha_warning(data_dir, tmp_path, monkeypatch):

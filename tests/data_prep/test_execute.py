@@ -70,8 +70,8 @@ def test_filter_cli(tmp_path, capsys):
     with open(src, "a") as f:
         f.write("{not json\n")  # bad
     out = tmp_path / "filtered.jsonl"
-    argv = ["filter", "--input", str(src), "--output", str(out), "--oracle-model", "oracle", "--workers", "2",
-            "--timeout-s", "0.5", "--no-progress"]
+    argv = ["filter", "--input", str(src), "--output", str(out), "--oracle_model", "oracle", "--sandbox_workers", "2",
+            "--sandbox_timeout_s", "0.5", "--progress_bar", "false"]
     assert main(argv) == 1  # bad records were skipped
     stdout, stderr = capsys.readouterr()
 
@@ -144,8 +144,8 @@ def test_score_pass_rates_over_kept_tests(tmp_path):
 def test_score_reports_missing_answers_with_line(tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     write_records(src, [question("a", GOOD, [{"model_name": "m", "completion": 5}])])
-    assert main(["score", "--input", str(src), "--output", str(tmp_path / "o.jsonl"), "--workers", "1",
-                 "--no-progress"]) == 1
+    assert main(["score", "--input", str(src), "--output", str(tmp_path / "o.jsonl"), "--sandbox_workers", "1",
+                 "--progress_bar", "false"]) == 1
     assert f"{src}:1: field 'inferences[0].completion': expected a string, got int" in capsys.readouterr().err
 
 
@@ -154,4 +154,4 @@ def test_help_lists_sandbox_options(stage, capsys):
     with pytest.raises(SystemExit):
         main([stage, "--help"])
     text = capsys.readouterr().out
-    assert "--workers" in text and "--timeout-s" in text and "(default: 5.0)" in text and "--lookahead" in text
+    assert "--sandbox_workers" in text and "--sandbox_timeout_s" in text and "(default: 5.0)" in text and "--lookahead" in text

@@ -70,7 +70,7 @@ def test_pairs_stage_export_and_resume(tmp_path, capsys):
     assert len(rm) == 10
 
     out.write_bytes(out.read_bytes()[:-20])  # torn last line
-    assert main(["pairs", "--input", str(src), "--output", str(out), "--rm-output", str(tmp_path / "rm.parquet")]) == 1
+    assert main(["pairs", "--input", str(src), "--output", str(out), "--rm_output", str(tmp_path / "rm.parquet")]) == 1
     assert "(1 new, 9 already done)" in capsys.readouterr().out
     assert read_records(out) == rows
     assert read_records(tmp_path / "rm.parquet") == rm

@@ -3,7 +3,7 @@
 Seeds are MBPP's canonical solutions; the "rewriter" returns MBPP's question and tests plus tests the
 oracle fails (tests/data_prep/mbpp_fake.py); the oracle is the canonical solution; the policy's 8
 samples are the canonical solution and mutants of it, so pass rates spread over 0..1. MBPP has 3
-tests per task, so the filter runs with --min-tests 3 (the paper's 5 is for ~20 synthesized tests).
+tests per task, so the filter runs with --min_tests 3 (the paper's 5 is for ~20 synthesized tests).
 """
 from __future__ import annotations
 
@@ -57,16 +57,16 @@ def no_proxy(monkeypatch):
 
 
 def stage_argv(d: Path, url: str, timeout_s: str = "5") -> list[list[str]]:
-    sandbox = ["--workers", "2", "--timeout-s", timeout_s, "--no-progress"]
+    sandbox = ["--sandbox_workers", "2", "--sandbox_timeout_s", timeout_s, "--progress_bar", "false"]
     return [
         ["seeds", "--source", "benchmark", "--input", str(d / "subset.jsonl"), "--output", str(d / "seeds.jsonl")],
         ["synthesize", "--input", str(d / "seeds.jsonl"), "--output", str(d / "questions.jsonl"),
-         "--base-url", url, "--model", "rewriter"],
-        ["solve", "--input", str(d / "questions.jsonl"), "--output", str(d / "oracle.jsonl"), "--base-url", url,
+         "--base_url", url, "--model", "rewriter"],
+        ["solve", "--input", str(d / "questions.jsonl"), "--output", str(d / "oracle.jsonl"), "--base_url", url,
          "--model", "oracle"],
-        ["filter", "--input", str(d / "oracle.jsonl"), "--output", str(d / "filtered.jsonl"), "--min-tests", "3",
+        ["filter", "--input", str(d / "oracle.jsonl"), "--output", str(d / "filtered.jsonl"), "--min_tests", "3",
          *sandbox],
-        ["solve", "--input", str(d / "filtered.jsonl"), "--output", str(d / "samples.jsonl"), "--base-url", url,
+        ["solve", "--input", str(d / "filtered.jsonl"), "--output", str(d / "samples.jsonl"), "--base_url", url,
          "--model", "policy", "-n", "8", "--temperature", "0.7"],
         ["score", "--input", str(d / "samples.jsonl"), "--output", str(d / "scored.jsonl"), *sandbox],
         ["pairs", "--input", str(d / "scored.jsonl"), "--output", str(d / "pairs.jsonl")],
@@ -175,7 +175,7 @@ def test_synthesize_from_the_command_line(tmp_path, mbpp, no_proxy):
     env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
     with FakeOpenAIServer(MBPPFakeLLM(mbpp)) as server:
         proc = subprocess.run([sys.executable, "-m", "data_prep", "synthesize", "--input", str(seeds), "--output",
-                               str(out), "--base-url", server.url, "--model", "rewriter", "--concurrency", "2"],
+                               str(out), "--base_url", server.url, "--model", "rewriter", "--concurrency", "2"],
                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert len(server.requests) == 3 and all(b["response_format"] == {"type": "json_object"}
@@ -205,7 +205,7 @@ def test_make_acecode_script(tmp_path, mbpp, no_proxy):
                "ORACLE_BASE_URL": server.url, "ORACLE_MODEL": "oracle", "POLICY_MODEL": "policy", "N_SAMPLES": "8",
                "MIN_TESTS": "3", "WORKERS": "2", "FORMAT": "parquet"}
         script = [str(ROOT / "launch" / "make_acecode.sh")]
-        proc = subprocess.run(script + ["filter:--no-progress", "score:--no-progress", "score:--lookahead=4"],
+        proc = subprocess.run(script + ["filter:--progress_bar=false", "score:--progress_bar=false", "score:--lookahead=4"],
                               env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         n = len(server.requests)

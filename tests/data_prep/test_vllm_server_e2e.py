@@ -3,7 +3,7 @@
 `solve` on a few MBPP seeds.
 
 SmolLM2-135M is a weak rewriter: its replies are mostly JSON of the wrong shape, cut off at
---max-tokens, or "tests" that are not asserts. So the checks are on the accounting, not on quality:
+--max_new_tokens, or "tests" that are not asserts. So the checks are on the accounting, not on quality:
 - every seed ends as exactly one written record or one recorded failure; a bad reply's reason is
   what the parser says about the stored reply; a prompt longer than the server's context is a
   request failure carrying the server's HTTP 400 message;
@@ -252,7 +252,7 @@ class Run:
         self.seeds, self.prompt = d / "seeds.jsonl", d / "one_shot.txt"
         self.questions, self.inputs, self.solved = d / "questions.jsonl", d / "to_solve.jsonl", d / "solved.jsonl"
         self.mbpp = mbpp[:SEEDS]
-        self.client = ["--base-url", server.url, "--model", MODEL, "--concurrency", "4"]
+        self.client = ["--base_url", server.url, "--model", MODEL, "--concurrency", "4"]
         long_program = "\n".join(f"x_{i} = {i}" for i in range(800))  # ~5,000 tokens > --max-model-len
         self.seed_records = [{"id": r.id, "source": "mbpp", "instruction": r.question, "program": r.canonical_solution}
                              for r in self.mbpp] + [{"id": "too_long", "source": "mbpp", "program": long_program}]
@@ -261,7 +261,7 @@ class Run:
 
     def synthesize(self) -> dict:
         return run_stage("synthesize", "--input", str(self.seeds), "--output", str(self.questions), "--prompt",
-                         str(self.prompt), "--temperature", "0", "--max-tokens", str(SYNTH_MAX_TOKENS), *self.client)
+                         str(self.prompt), "--temperature", "0", "--max_new_tokens", str(SYNTH_MAX_TOKENS), *self.client)
 
     def write_solve_inputs(self) -> list[dict]:
         """The synthesized questions, and MBPP's own for seeds the rewriter failed on."""
@@ -273,7 +273,7 @@ class Run:
 
     def solve(self) -> dict:
         return run_stage("solve", "--input", str(self.inputs), "--output", str(self.solved), "-n", str(N),
-                         "--temperature", "0.7", "--max-tokens", str(SOLVE_MAX_TOKENS), *self.client)
+                         "--temperature", "0.7", "--max_new_tokens", str(SOLVE_MAX_TOKENS), *self.client)
 
     def files(self) -> dict[str, bytes | None]:
         paths = [self.questions, Path(failures_path(self.questions)), self.solved, Path(failures_path(self.solved))]

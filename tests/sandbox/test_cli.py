@@ -15,7 +15,7 @@ def write_jobs(path, jobs):
 
 
 def run_cli(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "sandbox", "run", "--quiet", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "sandbox", "run", "--progress_bar", "false", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -35,7 +35,7 @@ def test_cli_runs_jobs_in_order_and_reports_bad_lines(tmp_path):
         {"id": "budgets", "program": "def f():\n    while True: pass\n", "tests": ["pass", "assert f() == 1", "pass"],
          "test_timeouts_s": [1, 0.3, 1], "stop_at_first_failure": True},
     ])
-    p = run_cli("--input", str(jobs), "--output", str(out), "--workers", "2")
+    p = run_cli("--input", str(jobs), "--output", str(out), "--sandbox_workers", "2")
     assert p.returncode == 1, p.stderr  # malformed lines make the exit status non-zero
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r.get("id") for r in rows] == ["ok", None, "no-tests", 5, "slow", "last", "budgets"]
@@ -69,10 +69,26 @@ def test_cli_resumes_without_rerunning(tmp_path):
 
 def test_cli_help_and_bad_options():
     p = subprocess.run([sys.executable, "-m", "sandbox", "run", "--help"], cwd=ROOT, capture_output=True, text=True)
-    for opt in ("--input", "--output", "--workers", "--timeout-s", "--memory-mb", "--UNSAFE-no-isolation"):
+    for opt in ("--input", "--output", "--sandbox_workers", "--sandbox_timeout_s", "--sandbox_memory_mb",
+                "--sandbox_unsafe_no_isolation"):
         assert opt in p.stdout
-    p = run_cli("--input", "x", "--output", "y", "--workers", "0")
-    assert p.returncode == 2 and "--workers" in p.stderr
+    p = run_cli("--input", "x", "--output", "y", "--sandbox_workers", "0")
+    assert p.returncode == 2 and "--sandbox_workers" in p.stderr
+
+
+def test_cli_old_spellings_still_run_with_a_warning(tmp_path):
+    jobs, out = tmp_path / "jobs.jsonl", tmp_path / "out.jsonl"
+    write_jobs(jobs, [GOOD, {"id": "slow", "program": "def f():\n    while True: pass\n", "tests": ["assert f() == 1"]}])
+    p = subprocess.run([sys.executable, "-m", "sandbox", "run", "--quiet", "--input", str(jobs), "--output", str(out),
+                        "--workers", "1", "--timeout-s", "0.3", "--memory-mb", "512"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["pass_rate"] == 0.5 and rows[1]["tests"][0]["status"] == "timeout"  # the 0.3 s budget held
+    for old, new in (("--quiet", "--progress_bar false"), ("--workers", "--sandbox_workers"),
+                     ("--timeout-s", "--sandbox_timeout_s"), ("--memory-mb", "--sandbox_memory_mb")):
+        assert f"warning: {old} is deprecated and will be removed in the next release; use {new}\n" in p.stderr
+    assert "sandbox: " not in p.stderr  # --quiet still hides the progress bar
 
 
 @pytest.mark.parametrize("line,msg", [
