@@ -37,15 +37,17 @@ def log(msg: str) -> None:
 
 
 # ----------------------------------------------------------------------------- evaluation
-def greedy_eval(model_dir: str, records: list[dict], out_path: Path, cfg, engine_kind: str) -> dict[str, dict]:
+def greedy_eval(model_dir: str, records: list[dict], out_path: Path, cfg, engine_kind: str,
+                chunk: int = 64) -> dict[str, dict]:
     """Greedy pass@1 of ``model_dir`` per record (``{id: {"set", "passed", "pass_rate"}}``), appended to
-    ``out_path`` as it goes; records already there are not evaluated again."""
+    ``out_path`` chunk by chunk (generate ``chunk`` prompts, score them, write them): a killed evaluation
+    keeps what it finished, and records already there are not evaluated again."""
+    from tqdm import tqdm
     from transformers import AutoTokenizer
 
-    from rewards.extract import extract_code
-    from sandbox import Job, SandboxPool
+    from sandbox import SandboxPool
     from trainer.data import record_messages
-    from trainer.engines import SamplingParams, make_engine
+    from trainer.engines import make_engine
 
     with AppendWriter(out_path) as done:
         todo = [r for r in records if r["id"] not in done.done]
@@ -60,33 +62,41 @@ def greedy_eval(model_dir: str, records: list[dict], out_path: Path, cfg, engine
                 longest = max(len(p) for p in prompts)
                 kwargs.update(enforce_eager=True, max_model_len=max(cfg.data.prompt_max_len, longest)
                               + cfg.rollout.generate_max_len)
+            sb = cfg.sandbox
             engine = make_engine(engine_kind, model_dir, **kwargs)
             t0 = time.time()
             try:
-                comps = engine.generate(prompts, SamplingParams(n=1, temperature=0.0,
-                                                                max_new_tokens=cfg.rollout.generate_max_len))
+                # The plus sets' budgets, as rewards.bon_eval gives them: HumanEval+ answers reach several
+                # MiB (the default value cap is 1 MiB) and some need more than 1 GiB of address space.
+                with SandboxPool(workers=sb.workers, timeout_s=sb.timeout_s, memory_mb=max(sb.memory_mb, 4096),
+                                 program_timeout_s=max(sb.program_timeout_s, 300.0),
+                                 value_limit_bytes=max(sb.value_limit_bytes, 64 << 20)) as pool, \
+                        tqdm(total=len(todo), desc=f"[eval] {out_path.name}", unit="task", file=sys.stderr) as bar:
+                    for lo in range(0, len(todo), chunk):
+                        for rec in _eval_chunk(engine, tok, pool, todo[lo:lo + chunk], prompts[lo:lo + chunk],
+                                               cfg.rollout.generate_max_len):
+                            done.write(rec)
+                        bar.update(len(todo[lo:lo + chunk]))
             finally:
                 getattr(engine, "close", lambda: None)()
-            log(f"[eval] generated {len(comps)} greedy answers in {time.time() - t0:.0f} s")
-            answers = {r["id"]: tok.decode(c.response_ids, skip_special_tokens=True) for r, c in zip(todo, comps)}
-            jobs = [Job(r["id"], extract_code(answers[r["id"]]), tuple(r["test_cases"]),
-                        setup=r.get("test_setup") or "") for r in todo]
-            sb = cfg.sandbox
-            # The plus sets' budgets, as rewards.bon_eval gives them: HumanEval+ answers reach several
-            # MiB (the default value cap is 1 MiB) and some need more than 1 GiB of address space.
-            with SandboxPool(workers=sb.workers, timeout_s=sb.timeout_s, memory_mb=max(sb.memory_mb, 4096),
-                             program_timeout_s=max(sb.program_timeout_s, 300.0),
-                             value_limit_bytes=max(sb.value_limit_bytes, 64 << 20)) as pool:
-                by_id = {r["id"]: r for r in todo}
-                for res in pool.imap([j for j in jobs if j.program.strip()]):
-                    done.write({"id": res.id, "set": _set_of(by_id[res.id]), "passed": bool(res.all_passed),
-                                "pass_rate": res.pass_rate, "answer": answers[res.id]})
-                for j in jobs:
-                    if not j.program.strip():
-                        done.write({"id": j.id, "set": _set_of(by_id[j.id]), "passed": False, "pass_rate": 0.0,
-                                    "answer": answers[j.id]})
+            log(f"[eval] {len(todo)} greedy answers generated and scored in {time.time() - t0:.0f} s")
     got = {rec["id"]: rec for _, rec in iter_records(out_path)}
     return {r["id"]: got[r["id"]] for r in records}
+
+
+def _eval_chunk(engine, tok, pool, recs: list[dict], prompts: list[list[int]], max_new_tokens: int) -> list[dict]:
+    """Greedy answers for ``recs`` and their sandbox verdicts, one output record each."""
+    from rewards.extract import extract_code
+    from sandbox import Job
+    from trainer.engines import SamplingParams
+
+    comps = engine.generate(prompts, SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens))
+    answers = {r["id"]: tok.decode(c.response_ids, skip_special_tokens=True) for r, c in zip(recs, comps)}
+    jobs = [Job(r["id"], extract_code(answers[r["id"]]), tuple(r["test_cases"]), setup=r.get("test_setup") or "")
+            for r in recs]
+    verdicts = {res.id: (bool(res.all_passed), res.pass_rate) for res in pool.imap([j for j in jobs if j.program.strip()])}
+    return [{"id": r["id"], "set": _set_of(r), "passed": verdicts.get(r["id"], (False, 0.0))[0],
+             "pass_rate": verdicts.get(r["id"], (False, 0.0))[1], "answer": answers[r["id"]]} for r in recs]
 
 
 def _set_of(rec: dict) -> str:
