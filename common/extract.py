@@ -8,11 +8,13 @@ contiguous span of lines that parses with ``ast``. The program is then cut at th
 from __future__ import annotations
 
 import ast
+import heapq
 import re
 
 from common.pyparse import parse
 
-MAX_LINES = 500  # the longest-span search is quadratic: cap the answer it looks at
+MAX_LINES = 500  # the longest-span search looks at this many lines of an answer at most
+MAX_PARSES = 2000  # and parses at most this many spans (a few seconds on the longest answers)
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 
 
@@ -24,33 +26,42 @@ def _parses(src: str) -> bool:
         return False
 
 
-def longest_parsable_span(text: str, max_lines: int = MAX_LINES) -> str:
+def longest_parsable_span(text: str, max_lines: int = MAX_LINES, max_parses: int = MAX_PARSES) -> str:
     """The longest contiguous run of lines that is valid Python.
 
     A brute-force search over all spans is quadratic in parses; instead, split at the line the parser
-    reports as wrong and recurse on both sides (a span that parses cannot contain that line in the
-    same context), so each line is parsed O(depth) times."""
+    reports as wrong and search both sides (a span that parses cannot contain that line in the same
+    context), plus the side that ends one line earlier (the error may belong to the line before, an
+    unclosed bracket). The spans are tried longest first, each once, so the first one that parses is
+    the answer. Without the longest-first order and the memory of tried spans, a truncated answer
+    whose parser error always sits on its last line (an unclosed bracket near the top) made the
+    search Fibonacci-exponential in its lines: one SmolLM2 answer held an evaluation for minutes.
+    ``max_parses`` bounds the work on any text; past it the answer has no program."""
     lines = text.splitlines()[:max_lines]
-    best = (0, 0)
-    stack = [(0, len(lines))]
-    while stack:
-        lo, hi = stack.pop()
-        if hi - lo <= best[1] - best[0]:
-            continue  # cannot beat the best span found
+    heap = [(-len(lines), 0, len(lines))]
+    tried: set[tuple[int, int]] = set()
+    parses = 0
+    while heap and parses < max_parses:
+        _, lo, hi = heapq.heappop(heap)
+        if (lo, hi) in tried:
+            continue
+        tried.add((lo, hi))
         chunk = "\n".join(lines[lo:hi])
+        if not chunk.strip():
+            continue
+        parses += 1
         try:
             parse(chunk)
         except SyntaxError as e:
             bad = lo + max(1, min(e.lineno or 1, hi - lo)) - 1
-            stack += [(lo, bad), (bad + 1, hi)]
-            if bad > lo:  # the error may belong to the line before (an unclosed bracket)
-                stack.append((lo, bad - 1))
+            for sub_lo, sub_hi in ((lo, bad), (bad + 1, hi), (lo, bad - 1)):
+                if sub_hi > sub_lo:
+                    heapq.heappush(heap, (-(sub_hi - sub_lo), sub_lo, sub_hi))
             continue
         except (ValueError, RecursionError, MemoryError):
             continue
-        if chunk.strip():
-            best = (lo, hi)
-    return "\n".join(lines[best[0]:best[1]])
+        return chunk
+    return ""
 
 
 def _cut_scaffolding(src: str) -> str:
