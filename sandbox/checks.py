@@ -89,7 +89,7 @@ _HOST_FUNCS: dict[str, tuple[Any, int, int, frozenset[str]]] = {  # name: (fn, m
     "math.isclose": (_isclose, 2, 2, frozenset({"rel_tol", "abs_tol"})),
     "math.fabs": (math.fabs, 1, 1, frozenset()), "math.floor": (math.floor, 1, 1, frozenset()),
     "math.ceil": (math.ceil, 1, 1, frozenset()),
-    # EvalPlus' oracles as data_prep/benchmarks.py writes them, and numpy's tolerance checks
+    # EvalPlus' oracles as data_prep/benchmarks/plus.py writes them, and numpy's tolerance checks
     "_evalplus_check": (_evalplus_check, 3, 4, frozenset({"as_sets"})),
     "_evalplus_found": (oracles._evalplus_found, 1, 1, frozenset()),
     "_evalplus_poly": (oracles._evalplus_poly, 2, 2, frozenset()),

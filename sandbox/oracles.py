@@ -6,7 +6,7 @@ assertion (sandbox/checks.py): only ``f(x)`` is evaluated inside the sandbox, an
 run on the host, on the decoded value. Their names (``_evalplus_*``, ``np.allclose``, ...) always mean
 these functions in a test, whatever the test's setup defines.
 
-``data_prep/benchmarks.py`` writes the source of the ``_evalplus_*`` functions into the setup of the
+``data_prep/benchmarks/plus.py`` writes the source of the ``_evalplus_*`` functions into the setup of the
 HumanEval+/MBPP+ records it converts, so a record stays runnable on its own by any executor: one
 implementation, two places it runs. They therefore use nothing but builtins and ``math``.
 """

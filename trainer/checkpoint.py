@@ -6,19 +6,27 @@ Layout: SAVE_PATH/checkpoints/step_000012/
     hf/                a save_pretrained export of the policy (when enabled)
     trainer_state.pt   step, data position, RNG states (controller and every rank), counters, config
     COMPLETE           written last: a directory without it is ignored
+
+``CheckpointState`` is mixed into the controller's ``Trainer`` (trainer/controller.py): what a save
+writes and a resume restores, through the Trainer's ``policy``, ``ref``, ``sampler``, ``pipeline``,
+``engines``, ``rewards``, ``step`` and ``policy_version``.
 """
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from common.io import fsync_dir, fsync_tree
+
+from .tracking import say
 
 _STEP = re.compile(r"^step_(\d{6,})$")
 # options that may change between a run and its resumption
@@ -98,3 +106,36 @@ def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str
         elif k not in RESUMABLE_CHANGES and a != b:
             out.append(f"{prefix}{k}: checkpoint has {a!r}, now {b!r}")
     return out
+
+
+class CheckpointState:
+    """The Trainer's save and resume (see the module docstring for what it uses)."""
+
+    def save(self) -> None:
+        cfg = self.cfg.checkpoint
+        in_flight = self._drain()  # async: rollouts generated ahead are saved, not regenerated
+        tmp = staging_dir(cfg.save_path, self.step)
+        self.policy.call("save_checkpoint", None, str(tmp / "policy"), "policy")
+        if cfg.save_hf_model:
+            self.policy.call("save_hf", None, str(tmp / "hf"), self.cfg.model.pretrain)
+        state = {"step": self.step, "sampler": self.sampler.state_dict(), "config": self.cfg.to_dict(),
+                 "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+                 "rank_rng": self.policy.call("rng_state"),
+                 "ref_rng": self.ref.call("rng_state") if self.ref is not None else None,
+                 "counters": {"engine_restarts": self.engines.restarts, "reward_restarts": self.rewards.restarts},
+                 "rollouts": in_flight}
+        final = commit(tmp, cfg.save_path, self.step, state, cfg.max_ckpt_num)
+        say(f"[ckpt] step {self.step} saved to {final}")
+
+    def _restore(self, path, state: dict) -> None:
+        self.policy.call("load_checkpoint", None, str(path / "policy"), "policy")
+        self.policy.call("set_rng_state", [(s,) for s in state["rank_rng"]])
+        if self.ref is not None and state.get("ref_rng"):
+            self.ref.call("set_rng_state", [(s,) for s in state["ref_rng"]])
+        self.sampler.load_state_dict(state["sampler"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.step = self.policy_version = int(state["step"])
+        self.pipeline.restore(state.get("rollouts") or [])
+        say(f"[ckpt] resumed from {path} at step {self.step}")

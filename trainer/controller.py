@@ -8,13 +8,15 @@ With --async_train the rollout of step k+q (q = --async_queue_size) generates on
 the policy trains on step k, with the weights of step k-1; the PPO ratio then uses the engines'
 log-probs (the behaviour policy's). With --colocate_all_models --vllm_enable_sleep the engines
 sleep while the policy trains.
+
+The step loop is here; mixed into ``Trainer`` from their modules: building the actors and moving
+weights to the engines (trainer/actors_setup.py), evaluation (trainer/evaluation.py), and what a
+checkpoint saves and restores (trainer/checkpoint.py).
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import random
 import signal
 import threading
 import time
@@ -23,15 +25,16 @@ import numpy as np
 import ray
 import torch
 
-from common.net import free_port
 from rewards.base import RewardResult
 
 from . import checkpoint as ckpt
-from .actors import ActorGroup, EngineGroup, RewardPool, StepFailed, gpu_bundles, remote_class, thread_env
+from .actors import ActorGroup, StepFailed
+from .actors_setup import ActorSetup
 from .algorithms import compute_advantages, masked_mean
+from .checkpoint import CheckpointState
 from .config import ConfigError, RLConfig
 from .data import PromptSampler, load_prompts
-from .engines.base import SamplingParams
+from .evaluation import Evaluation, _pass_rates
 from .experience import Experience, PromptItem, build_experience
 from .rollout import Rollout, RolloutPipeline
 from .rollout_maker import RolloutMaker, derive_seed
@@ -39,7 +42,7 @@ from .threads import size_threads, threads_for
 from .tracking import Tracker, say
 
 
-class Trainer:
+class Trainer(ActorSetup, Evaluation, CheckpointState):
     def __init__(self, cfg: RLConfig):
         from transformers import AutoTokenizer
 
@@ -87,73 +90,6 @@ class Trainer:
             self._restore(resume_from, state)
         self.tracker = Tracker(cfg, resumed_step=self.step)
         self._publish()  # engines start from the policy's weights (the checkpoint's, on resume)
-
-    # ---------------------------------------------------------------- actors
-    def _build_actors(self) -> None:
-        from rewards.worker import RewardWorker
-
-        from .policy import PolicyWorker
-
-        cfg, t, r = self.cfg, self.cfg.train, self.cfg.rollout
-        gpus = t.actor_num_gpus_per_node
-        world = t.actor_num_nodes * gpus if gpus else 1
-        threads = threads_for(t.num_threads, 0)  # actors hold no Ray CPUs: one thread unless told
-        env = thread_env(threads)
-        total_opt_steps = self.total_steps * self.opt_steps_per_rl_step
-        port = free_port()
-        bundles = gpu_bundles(world, 1 if gpus else 0)
-        Policy = [remote_class(PolicyWorker, num_gpus=1 if gpus else 0, bundle=b, env=env) for b in bundles]
-        self.policy = ActorGroup([Policy[i].remote(cfg, cfg.model.pretrain, train=True, rank=i, world_size=world,
-                                                   master_port=port, total_steps=total_opt_steps, num_threads=threads)
-                                  for i in range(world)])
-        self.ref = None
-        if t.init_kl_coef > 0:
-            ref_gpus = t.ref_num_gpus_per_node if gpus else 0
-            ref_world = t.actor_num_nodes * ref_gpus if ref_gpus else 1
-            ref_port = free_port()
-            rb = gpu_bundles(ref_world, 1 if ref_gpus else 0)
-            self.ref = ActorGroup([remote_class(PolicyWorker, num_gpus=1 if ref_gpus else 0, bundle=rb[i], env=env).remote(
-                cfg, cfg.model.ref_pretrain or cfg.model.pretrain, train=False, rank=i, world_size=ref_world,
-                master_port=ref_port, num_threads=threads) for i in range(ref_world)])
-        engine_gpus = r.vllm_tensor_parallel_size if gpus else 0
-        eb = gpu_bundles(r.vllm_num_engines, engine_gpus)
-        kind = r.engine
-
-        def make_engine_actor(i: int):
-            kw = {"seed": t.seed + i}
-            if kind == "vllm":
-                kw.update(tensor_parallel_size=r.vllm_tensor_parallel_size,
-                          gpu_memory_utilization=r.vllm_gpu_memory_utilization,
-                          enable_prefix_caching=r.enable_prefix_caching, enforce_eager=r.enforce_eager,
-                          max_model_len=cfg.data.prompt_max_len + r.generate_max_len,
-                          dtype="bfloat16" if cfg.model.bf16 else "float32")
-                if r.vllm_enable_sleep:
-                    kw["enable_sleep_mode"] = True
-            else:
-                kw.update(device="cuda" if engine_gpus else "cpu", dtype="bfloat16" if (cfg.model.bf16 and engine_gpus) else "float32",
-                          num_threads=threads)
-            cls = remote_class(EngineActor, num_gpus=engine_gpus if kind == "hf" else 0, bundle=eb[i], env=env)
-            return cls.remote(kind, cfg.model.pretrain, kw)
-
-        self.engines = EngineGroup(make_engine_actor, r.vllm_num_engines, retries=cfg.reward.reward_retries,
-                                   current_weights=self._objstore_buckets)
-        # async: the engines load a version between rollouts while the policy trains on, so weights
-        # go through the object store (an NCCL broadcast would need the training policy's process)
-        self.nccl_sync = r.vllm_sync_backend == "nccl" and kind == "vllm" and bool(gpus) and not t.async_train
-        if self.nccl_sync:
-            self._init_nccl_sync()
-        w = cfg.reward
-        reward_kwargs = dict(w.reward_kwargs)
-        if "tests" in w.reward:
-            reward_kwargs["tests"] = {"mode": w.test_reward, "sandbox": cfg.sandbox.to_dict(),
-                                      **reward_kwargs.get("tests", {})}
-        if "rm" in w.reward:
-            reward_kwargs["rm"] = {"model_path": cfg.model.reward_pretrain, "batch_size": w.rm_batch_size,
-                                   "normalize": "running" if w.normalize_reward else None,
-                                   "clip": t.reward_clip_range, **reward_kwargs.get("rm", {})}
-        Reward = remote_class(RewardWorker, num_gpus=0, env=env)
-        self.rewards = RewardPool(lambda i: Reward.remote(w.reward, w.reward_weights or None, reward_kwargs),
-                                  w.reward_num_actors, w.reward_timeout_s, w.reward_retries)
 
     # ---------------------------------------------------------------- rollouts (pipeline jobs)
     def _queue_rollouts(self, step: int) -> None:
@@ -266,27 +202,6 @@ class Trainer:
         out.update(grad_norm=stats[0]["grad_norm"], lr=stats[0]["lr"])
         return out
 
-    def _objstore_buckets(self) -> list:
-        """The policy's weights as object-store refs of CPU buckets (ZeRO-3 gathers bucket by bucket)."""
-        per_rank = self.policy.call("weight_buckets_list", None, self.cfg.rollout.weight_sync_bucket_mb << 20)
-        return [ray.put(b) for b in per_rank[0]]  # rank 0 holds the gathered tensors
-
-    def _init_nccl_sync(self) -> None:
-        """One NCCL group: policy rank 0 (rank 0) and every engine worker (ranks 1..)."""
-        tp = self.cfg.rollout.vllm_tensor_parallel_size
-        world = 1 + len(self.engines.engines) * tp
-        addr, port = ray.get(self.policy.actors[0].sync_endpoint.remote())
-        refs = [e.call.remote("init_weight_sync_group", addr, port, 1 + i * tp, world)
-                for i, e in enumerate(self.engines.engines)]
-        refs.append(self.policy.actors[0].init_weight_sync.remote(addr, port, world))
-        ray.get(refs)
-
-    def _sync_weights(self) -> None:
-        """Policy -> every engine by NCCL broadcast, in buckets (GPU; the object store otherwise)."""
-        ray.get([a.broadcast_weights.remote(self.engines.engines, self.cfg.rollout.weight_sync_bucket_mb)
-                 for a in self.policy.actors])
-        ray.get([e.finish_weight_update.remote() for e in self.engines.engines])
-
     def _metrics(self, exp: Experience, results: list[RewardResult], train: dict, timing: dict,
                  gen_tokens: int, stale: float, policy_lp: torch.Tensor) -> dict:
         mask = exp.action_mask
@@ -306,54 +221,11 @@ class Trainer:
         m["reward_actor_restarts"] = self.rewards.restarts
         return m
 
-    # ---------------------------------------------------------------- evaluation
-    def evaluate(self, items: list[PromptItem]) -> dict:
-        """Greedy pass rate on held-out prompts, through the same engines and rewards as training."""
-        r = self.cfg.rollout
-        size = max(1, math.ceil(len(items) / len(self.engines.engines)))
-        params = SamplingParams(n=1, temperature=0.0, max_new_tokens=r.generate_max_len, seed=0)
-        chunks = [([list(p.prompt_ids) for p in items[s:s + size]], params) for s in range(0, len(items), size)]
-        # a pipeline job with the newest weights: in async mode it runs after the rollouts queued before it
-        self._drain()
-        job = self.pipeline.run(self.policy_version, lambda: self.maker.generate_scored(items, chunks, "-1", {}))
-        results = [res for g in job.result() for res in g.results]
-        return {"eval/reward_mean": float(np.mean([res.value for res in results])), **_pass_rates(results, "eval/")}
-
     def _drain(self) -> list[Rollout]:
         t0 = time.perf_counter()
         out = self.pipeline.drain()
         self._drain_s += time.perf_counter() - t0
         return out
-
-    # ---------------------------------------------------------------- checkpoints
-    def save(self) -> None:
-        cfg = self.cfg.checkpoint
-        in_flight = self._drain()  # async: rollouts generated ahead are saved, not regenerated
-        tmp = ckpt.staging_dir(cfg.save_path, self.step)
-        self.policy.call("save_checkpoint", None, str(tmp / "policy"), "policy")
-        if cfg.save_hf_model:
-            self.policy.call("save_hf", None, str(tmp / "hf"), self.cfg.model.pretrain)
-        state = {"step": self.step, "sampler": self.sampler.state_dict(), "config": self.cfg.to_dict(),
-                 "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
-                 "rank_rng": self.policy.call("rng_state"),
-                 "ref_rng": self.ref.call("rng_state") if self.ref is not None else None,
-                 "counters": {"engine_restarts": self.engines.restarts, "reward_restarts": self.rewards.restarts},
-                 "rollouts": in_flight}
-        final = ckpt.commit(tmp, cfg.save_path, self.step, state, cfg.max_ckpt_num)
-        say(f"[ckpt] step {self.step} saved to {final}")
-
-    def _restore(self, path, state: dict) -> None:
-        self.policy.call("load_checkpoint", None, str(path / "policy"), "policy")
-        self.policy.call("set_rng_state", [(s,) for s in state["rank_rng"]])
-        if self.ref is not None and state.get("ref_rng"):
-            self.ref.call("set_rng_state", [(s,) for s in state["ref_rng"]])
-        self.sampler.load_state_dict(state["sampler"])
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
-        self.step = self.policy_version = int(state["step"])
-        self.pipeline.restore(state.get("rollouts") or [])
-        say(f"[ckpt] resumed from {path} at step {self.step}")
 
     # ---------------------------------------------------------------- the run
     def fit(self) -> list[dict]:
@@ -419,52 +291,3 @@ class Trainer:
                 except Exception:  # noqa: BLE001
                     pass
 
-
-def _pass_rates(results: list[RewardResult], prefix: str) -> dict:
-    """pass_rate: share of samples whose program passes every test (pass@1); test_pass_rate: mean
-    share of tests passed. Only when a test reward is among the rewards."""
-    rates = [res.info.get("tests", {}).get("pass_rate") for res in results]
-    if not rates or any(x is None for x in rates):
-        return {}
-    return {f"{prefix}pass_rate": float(np.mean([x == 1.0 for x in rates])),
-            f"{prefix}test_pass_rate": float(np.mean(rates))}
-
-
-class EngineActor:
-    """A rollout engine behind the actor boundary (Ray wraps this class)."""
-
-    def __init__(self, kind: str, model_path: str, kwargs: dict):
-        from .engines import make_engine
-
-        threads = kwargs.pop("num_threads", None)
-        if threads:
-            size_threads(threads)
-        self.engine = make_engine(kind, model_path, **kwargs)
-
-    def generate(self, prompts, params):
-        return self.engine.generate(prompts, params)
-
-    def load_weights(self, bucket):
-        self.engine.load_weights(bucket)
-
-    def finish_weight_update(self):
-        self.engine.finish_weight_update()
-
-    def sleep(self):
-        self.engine.sleep()
-
-    def wake_up(self):
-        self.engine.wake_up()
-
-    def receive_bucket(self, meta):
-        self.engine.receive_bucket(meta)
-
-    def close(self):
-        getattr(self.engine, "close", lambda: None)()
-
-    def call(self, method: str, *args):
-        """Engine-specific calls (e.g. vLLM's init_weight_sync_group) without widening this class."""
-        return getattr(self.engine, method)(*args)
-
-    def ping(self):
-        return True

@@ -1,0 +1,4 @@
+"""``python -m data_prep.benchmarks``: convert one benchmark to AceCode records."""
+from . import main
+
+main()
