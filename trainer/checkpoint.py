@@ -4,18 +4,21 @@ after the new one is complete.
 Layout: SAVE_PATH/checkpoints/step_000012/
     policy/            the DeepSpeed checkpoint (weights, optimizer, scheduler) of every rank
     hf/                a save_pretrained export of the policy (when enabled)
-    trainer_state.pt   step, data position, RNG states (controller and every rank), counters, config
+    trainer_state.pt   step, data position, RNG states (controller and every rank), the reward
+                       normalisation statistics, counters, config, rollouts generated ahead
     COMPLETE           written last: a directory without it is ignored
 """
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from data_prep.io import fsync_dir, fsync_tree
@@ -83,6 +86,30 @@ def commit(tmp: Path, save_path: str, step: int, state: dict[str, Any], max_keep
 
 def load_state(path: Path) -> dict[str, Any]:
     return torch.load(path / "trainer_state.pt", weights_only=False)
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's Python, NumPy, torch CPU and CUDA generator states.
+
+    "cuda" holds ``torch.cuda.get_rng_state_all()`` only where CUDA is initialised: a process that
+    never touched CUDA (the driver) has not drawn from its CUDA generators, and reading them would
+    create a CUDA context on every visible GPU."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": cuda}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore ``rng_state()``. CUDA states are restored where CUDA is available, one per visible
+    device; a checkpoint without them (made on CPU, or before they were saved) leaves the CUDA
+    generators as seeded, and CUDA states resumed on a machine without CUDA are ignored."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available():
+        for device, s in enumerate(cuda[:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, device)  # queued until CUDA initialises: no context now
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:

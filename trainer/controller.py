@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import random
 import signal
 import threading
 import time
@@ -216,13 +215,12 @@ class Trainer:
             raise StepFailed(f"step {step}: the engines' log-probs differ from the policy's by {gap:.3f} on "
                              f"average (> max_logprob_diff={r.max_logprob_diff}): stale or wrong weights in the "
                              "rollout engines")
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        adv, ret = compute_advantages(
-            exp.rewards.to(device), policy_lp.to(device),
-            exp.ref_log_probs.to(device) if exp.ref_log_probs is not None else None, mask.to(device),
+        # On the driver's CPU: a few element-wise passes over [N, T] (milliseconds), and the driver
+        # holds no GPU in Ray's accounting, so it must not create a CUDA context on the actors' GPUs.
+        exp.advantages, exp.returns = compute_advantages(
+            exp.rewards, policy_lp, exp.ref_log_probs, mask,
             estimator=t.advantage_estimator, kl_coef=t.init_kl_coef, kl_estimator=t.kl_estimator,
             gamma=t.gamma, group_size=r.n_samples_per_prompt, reward_clip=t.reward_clip_range)
-        exp.advantages, exp.returns = adv.cpu(), ret.cpu()
         # the PPO ratio is taken against the policy that sampled: off-policy, that is the engines'
         exp.old_log_probs = exp.engine_log_probs * mask if t.async_train else policy_lp
 
@@ -334,7 +332,7 @@ class Trainer:
         if cfg.save_hf_model:
             self.policy.call("save_hf", None, str(tmp / "hf"), self.cfg.model.pretrain)
         state = {"step": self.step, "sampler": self.sampler.state_dict(), "config": self.cfg.to_dict(),
-                 "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+                 "rng": ckpt.rng_state(),
                  "rank_rng": self.policy.call("rng_state"),
                  "ref_rng": self.ref.call("rng_state") if self.ref is not None else None,
                  "counters": {"engine_restarts": self.engines.restarts, "reward_restarts": self.rewards.restarts},
@@ -348,9 +346,7 @@ class Trainer:
         if self.ref is not None and state.get("ref_rng"):
             self.ref.call("set_rng_state", [(s,) for s in state["ref_rng"]])
         self.sampler.load_state_dict(state["sampler"])
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        ckpt.set_rng_state(state["rng"])
         self.step = self.policy_version = int(state["step"])
         self.pipeline.restore(state.get("rollouts") or [])
         say(f"[ckpt] resumed from {path} at step {self.step}")
