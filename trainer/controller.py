@@ -32,6 +32,7 @@ from .config import ConfigError, RLConfig
 from .data import PromptSampler, load_prompts
 from .engines.base import SamplingParams
 from .experience import Experience, PromptItem, build_experience
+from .reward_norm import RewardNormalizer
 from .rollout import Rollout, RolloutPipeline
 from .rollout_maker import RolloutMaker, derive_seed
 from .threads import size_threads, threads_for
@@ -71,11 +72,13 @@ class Trainer:
             if diffs:
                 raise ConfigError(f"--resume {resume_from}: the configuration differs from the checkpoint's:\n  "
                                   + "\n  ".join(diffs) + "\n(start a new --save_path, or pass the same options)")
+        self.reward_norm = RewardNormalizer.from_config(cfg)
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True)
         self._build_actors()
         self.maker = RolloutMaker(cfg, self.items, self.sampler, self.tokenizer, self.pad_id, self.engines, self.rewards,
-                                  (lambda exp: self._logprob_async(self.ref, exp)) if self.ref is not None else None)
+                                  (lambda exp: self._logprob_async(self.ref, exp)) if self.ref is not None else None,
+                                  self.reward_norm)
         sleeps = t.colocate_all_models and r.vllm_enable_sleep
         self.pipeline = RolloutPipeline(self._load_version, asynchronous=t.async_train,
                                         wake=self.engines.wake_up if sleeps else None,
@@ -146,10 +149,11 @@ class Trainer:
         if "tests" in w.reward:
             reward_kwargs["tests"] = {"mode": w.test_reward, "sandbox": cfg.sandbox.to_dict(),
                                       **reward_kwargs.get("tests", {})}
-        if "rm" in w.reward:
-            reward_kwargs["rm"] = {"model_path": cfg.model.reward_pretrain, "batch_size": w.rm_batch_size,
-                                   "normalize": "running" if w.normalize_reward else None,
-                                   "clip": t.reward_clip_range, **reward_kwargs.get("rm", {})}
+        if "rm" in w.reward:  # raw scores: self.reward_norm normalises and clips them in the driver
+            rm = {"model_path": cfg.model.reward_pretrain, "batch_size": w.rm_batch_size,
+                  **reward_kwargs.get("rm", {}), "clip": None}
+            rm.pop("normalize", None)
+            reward_kwargs["rm"] = rm
         Reward = remote_class(RewardWorker, num_gpus=0, env=env)
         self.rewards = RewardPool(lambda i: Reward.remote(w.reward, w.reward_weights or None, reward_kwargs),
                                   w.reward_num_actors, w.reward_timeout_s, w.reward_retries)
@@ -313,7 +317,8 @@ class Trainer:
         chunks = [([list(p.prompt_ids) for p in items[s:s + size]], params) for s in range(0, len(items), size)]
         # a pipeline job with the newest weights: in async mode it runs after the rollouts queued before it
         self._drain()
-        job = self.pipeline.run(self.policy_version, lambda: self.maker.generate_scored(items, chunks, "-1", {}))
+        job = self.pipeline.run(self.policy_version,
+                                lambda: self.maker.generate_scored(items, chunks, "-1", {}, training=False))
         results = [res for g in job.result() for res in g.results]
         return {"eval/reward_mean": float(np.mean([res.value for res in results])), **_pass_rates(results, "eval/")}
 
@@ -335,6 +340,7 @@ class Trainer:
                  "rng": ckpt.rng_state(),
                  "rank_rng": self.policy.call("rng_state"),
                  "ref_rng": self.ref.call("rng_state") if self.ref is not None else None,
+                 "reward_norm": self.reward_norm.state_dict(),
                  "counters": {"engine_restarts": self.engines.restarts, "reward_restarts": self.rewards.restarts},
                  "rollouts": in_flight}
         final = ckpt.commit(tmp, cfg.save_path, self.step, state, cfg.max_ckpt_num)
@@ -346,6 +352,8 @@ class Trainer:
         if self.ref is not None and state.get("ref_rng"):
             self.ref.call("set_rng_state", [(s,) for s in state["ref_rng"]])
         self.sampler.load_state_dict(state["sampler"])
+        if "reward_norm" in state:  # older checkpoints did not keep the statistics: they start afresh
+            self.reward_norm.load_state_dict(state["reward_norm"])
         ckpt.set_rng_state(state["rng"])
         self.step = self.policy_version = int(state["step"])
         self.pipeline.restore(state.get("rollouts") or [])
