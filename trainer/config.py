@@ -98,7 +98,7 @@ class TrainConfig:
     zero_stage: int = opt(3, "DeepSpeed ZeRO stage (2 or 3; 0 for plain data parallel)")
     adam_offload: bool = opt(False, "optimizer states in CPU memory")
     advantage_estimator: Literal["reinforce", "reinforce_baseline", "group_norm", "rloo"] = opt(
-        "reinforce", "advantage estimator (SPEC section 4)")
+        "reinforce", "advantage estimator (trainer/algorithms.py step A)")
     init_kl_coef: float = opt(0.01, "KL coefficient beta; 0 disables the reference model")
     kl_estimator: Literal["k1", "k2", "k3"] = opt("k1", "per-token KL estimator")
     gamma: float = opt(1.0, "discount of the return-to-go")
