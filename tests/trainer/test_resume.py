@@ -55,6 +55,13 @@ def test_resume_after_a_kill_is_exact(tiny_model, tiny_records, tmp_path, mode, 
     extra = MODES[mode]
     if "rm" in mode:
         extra = [*extra, "--reward_pretrain", request.getfixturevalue("tiny_rm")]
+        # completion-style records whose program starts with a whole function: every answer has code
+        # for the RM to score (a random model's own 8 tokens rarely parse), so every step moves the
+        # statistics
+        records = [json.loads(line) for line in Path(tiny_records).read_text().splitlines()]
+        tiny_records = str(tmp_path / "records.jsonl")
+        Path(tiny_records).write_text("".join(json.dumps({**r, "program_prefix": f"def add{i}(a, b):\n    return a + b\n"})
+                                              + "\n" for i, r in enumerate(records)))
     p = subprocess.run(cmd(tiny_model, tiny_records, straight, *extra), cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -79,14 +86,15 @@ def test_resume_after_a_kill_is_exact(tiny_model, tiny_records, tmp_path, mode, 
         saved = torch.load(resumed / "checkpoints" / "step_000002" / "trainer_state.pt", weights_only=False)
         assert [ro.step for ro in saved["rollouts"]] == [3]
         if "rm" in mode:  # the statistics of steps 1-3's scored samples, the rollout ahead included
-            counted = sum(r.info["rm"]["status"] == "ok" for ro in saved["rollouts"] for r in ro.results)
-            assert 0 < counted < saved["reward_norm"]["stats"]["count"]
+            ahead = sum(r.info["rm"]["status"] == "ok" for ro in saved["rollouts"] for r in ro.results)
+            assert 0 < ahead < saved["reward_norm"]["stats"]["count"] <= 3 * 4 * 2
 
     a, b = metrics(straight), metrics(resumed)
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
     if extra:
         assert [a[s]["staleness"] for s in (1, 2, 3, 4)] == [0, 1, 1, 1]
-        assert "dynamic_filtering/rounds" in a[3]
+        if "--dynamic_filtering" in extra:
+            assert "dynamic_filtering/rounds" in a[3]
     for step in (3, 4):
         for key in DETERMINISTIC:
             assert a[step].get(key) == b[step].get(key), (step, key, a[step].get(key), b[step].get(key))
