@@ -1,4 +1,4 @@
-"""Greedy pass@1 and best-of-N with a reward model on HumanEval(+) and MBPP(+) (SPEC section 3).
+"""Greedy pass@1 and best-of-N with a reward model on HumanEval(+) and MBPP(+).
 
     python -m apps.bon_eval --model POLICY --rm RM_DIR [--benchmarks humaneval,mbppplus] [--n_list 16,32,64]
 

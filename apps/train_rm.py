@@ -1,4 +1,4 @@
-"""Train the Bradley-Terry reward model with DeepSpeed ZeRO (SPEC section 3).
+"""Train the Bradley-Terry reward model with DeepSpeed ZeRO.
 
     python -m apps.train_rm --pretrain MODEL --dataset pairs.jsonl --save_path out/rm --eval_split 0.01
 

@@ -5,7 +5,7 @@ On the CPU demo's task family (trainer/demo.py: ``# return the <op> of u and v``
 1. warm-start the demo policy (the flawed supervised mixture; no RL), or reuse it;
 2. sample N answers per training task at temperature 1 with the transformers engine and run them in
    the sandbox (both through ``apps.bon_eval``), giving AceCode records with scored ``inferences``;
-3. build preference pairs with ``python -m data_prep pairs`` (the AceCoder rule, SPEC section 2: hi >= 0.8,
+3. build preference pairs with ``python -m data_prep pairs`` (the AceCoder rule, data_prep/pairs.py: hi >= 0.8,
    hi - lo >= 0.4, lo > 0, no duplicate program pairs), for training tasks and, separately, held-out tasks;
 4. train a tiny Bradley-Terry RM with ``python -m apps.train_rm``: by default a freshly initialised
    tiny Qwen2 of the policy's shape and tokenizer (``--rm_init policy`` starts from the warm-start

@@ -6,8 +6,8 @@ pairs        In:  scored AceCode records (``score`` output: every inference has 
                   with id ``RECORDID_pairK``, plus the reward-model trainer's format
                   ``{prompt, chosen, rejected}`` in ``--rm_output`` (default ``OUTPUT.rm.jsonl``),
                   rewritten from the whole pairs output at the end of every run.
-             chosen/rejected are the answers' extracted programs (the RM scores question + program,
-             SPEC 3). For every two answers i, j of a question (in inference order) with pass rates
+             chosen/rejected are the answers' extracted programs (the RM scores question + program:
+             rewards/reward_model.py). For every two answers i, j of a question (in inference order) with pass rates
              hi = pr_i, lo = pr_j: keep (i, j) when hi >= 0.8, hi - lo >= 0.4 (to 1e-9, so 0.7 - 0.3
              counts) and lo > 0. Skipped: a (chosen, rejected) program pair already taken for the
              question, two identical programs, and every question that is not pure ASCII.

@@ -1,7 +1,7 @@
 """AceCoder step 0: seed programs from the paper's three sources, or from a benchmark.
 
 Out: ``{id, source, instruction?, program}`` per seed, appended and keyed by id (a re-run skips the
-ids already written, so several sources can be appended to one file). Per-source rules (SPEC 2):
+ids already written, so several sources can be appended to one file). Per-source rules (the AceCoder paper's):
 
 - ``evol``  Magicoder-Evol-Instruct-110K (columns ``instruction``, ``response``): answers with a
   python code block whose program contains ``def `` or ``class ``; id ``evol_ROW``.

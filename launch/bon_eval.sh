@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Best-of-N evaluation (SPEC section 3): greedy, average, oracle and RM-selected pass rates on
+# Best-of-N evaluation: greedy, average, oracle and RM-selected pass rates on
 # HumanEval, HumanEval+, MBPP and MBPP+, with samples generated once at max(N) and reused for every N.
 #
 #   bash launch/bon_eval.sh                                             # the paper's setting

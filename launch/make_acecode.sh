@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds AceCode data end to end (SPEC section 2): seeds -> synthesize (LLM rewrite) -> oracle answers
+# Builds AceCode data end to end (the AceCoder paper's pipeline): seeds -> synthesize (LLM rewrite) -> oracle answers
 # -> filter (Table 1) -> policy samples -> score -> preference pairs + hard subset. Every stage appends
 # to its output and skips finished records, so after an interruption run the same command again.
 #

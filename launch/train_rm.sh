@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the AceCoder Bradley-Terry reward model (SPEC section 3) with DeepSpeed.
+# Train the AceCoder Bradley-Terry reward model with DeepSpeed.
 #
 #   bash launch/train_rm.sh                                   # the paper's settings
 #   MODEL=... DATA=pairs.jsonl OUTPUT_DIR=out/rm bash launch/train_rm.sh --save_steps 100

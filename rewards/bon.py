@@ -1,4 +1,4 @@
-"""Best-of-N arithmetic (SPEC section 3): pick by reward-model score, and the paper's four columns.
+"""Best-of-N arithmetic: pick by reward-model score, and the paper's four columns.
 
 Pure functions over per-task lists; ``apps/bon_eval.py`` produces the lists. For a task, ``passes[k]``
 says whether sample k passes ALL the task's tests, ``scores[k]`` is its raw RM score (None when the

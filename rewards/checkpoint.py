@@ -1,4 +1,5 @@
-"""Training checkpoints that are complete or absent, never half-written (SPEC section 5 lessons).
+"""Training checkpoints that are complete or absent, never half-written (a crash mid-save or
+an empty checkpoint directory must never lose or block a run).
 
 Layout under the checkpoint root::
 

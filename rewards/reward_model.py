@@ -1,4 +1,4 @@
-"""Bradley-Terry reward model (SPEC section 3): a causal-LM backbone plus a scalar value head.
+"""Bradley-Terry reward model: a causal-LM backbone plus a scalar value head.
 
 The head, ``Dropout(0.1) -> Linear(hidden, 1)``, reads the last layer's hidden state at the last
 non-pad token of each sequence; which position that is comes from the attention mask, so left and
@@ -34,7 +34,7 @@ def format_for_scoring(tokenizer, question: str, program: str) -> str:
     """The text the RM scores: the chat template with user = question, assistant = program."""
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat template; the "
-                         "reward model scores chat-formatted (question, program) pairs (SPEC section 3)")
+                         "reward model scores chat-formatted (question, program) pairs")
     messages = [{"role": "user", "content": question}, {"role": "assistant", "content": program}]
     return tokenizer.apply_chat_template(messages, tokenize=False)
 

@@ -1,25 +1,26 @@
-"""The reward-model reward ("rm"): a Bradley-Terry RM scores (question, program) pairs (SPEC section 3).
+"""The reward-model reward ("rm"): a Bradley-Terry RM scores (question, program) pairs.
 
-Configured by the trainer as ``--reward rm --reward_pretrain PATH`` (optionally ``--normalize_reward``);
-the controller passes ``model_path``, ``batch_size``, ``normalize`` and ``clip``, and
-``--reward_kwargs '{"rm": {...}}'`` can add or override any keyword below.
+Configured by the trainer as ``--reward rm --reward_pretrain PATH``: the controller passes
+``model_path``, ``batch_size`` and ``clip=None``, and ``--reward_kwargs '{"rm": {...}}'`` can add or
+override any keyword below except ``clip``. That one, with ``normalize``, belongs to the driver: the
+trainer normalises (``--normalize_reward``) and clips the raw scores there (trainer/reward_norm.py),
+because running statistics kept in this actor would be lost by a checkpoint or a replaced actor.
 
 What is scored, per sample:
 
 - the program, not the raw answer: ``extract_code`` of the whole answer, as the pairs the RM was
-  trained on were built (SPEC section 2 "Pairs"). For completion-style records (``program_prefix``)
-  the whole answer is ``program_prefix + response``, the program the test reward runs; extraction
-  then only normalises it (trailing newline, trailing asserts), so it is scored exactly as a pair
-  built from that record's answers would have shown it to the RM in training;
+  trained on were built (data_prep/pairs.py: chosen and rejected are extracted programs). For
+  completion-style records (``program_prefix``) the whole answer is ``program_prefix + response``,
+  the program the test reward runs; extraction then only normalises it (trailing newline, trailing
+  asserts), so it is scored exactly as a pair built from that record's answers would have shown it to
+  the RM in training;
 - an answer with no code gets ``no_code_value`` (default 0, the test reward's value) and status
-  ``no_code``; it is not scored, and does not enter the running normalisation statistics. We do not
-  fall back to scoring the raw text: the RM never saw prose as an answer, and its score for one would
-  be meaningless, possibly high;
+  ``no_code``; it is not scored, and does not enter the trainer's running normalisation statistics.
+  We do not fall back to scoring the raw text: the RM never saw prose as an answer, and its score for
+  one would be meaningless, possibly high;
 - a non-finite score (NaN/inf from a broken checkpoint or an overflow) gives 0 with status ``error``.
 
-Values are ``RMScorer.score``: raw, or normalised with running statistics, then clipped to
-[-clip, clip]. The running statistics are part of the trainer checkpoint through ``state_dict`` /
-``load_state_dict``, so a resumed run normalises as the original would have.
+Values are the RM's scores clipped to [-clip, clip] (``clip=None``: raw).
 """
 from __future__ import annotations
 
@@ -41,24 +42,25 @@ class RMReward(Reward):
     """Reward-model scores for the extracted programs.
 
     model_path: a reward model directory (``python -m apps.train_rm`` export or AceCodeRM checkpoint).
-    device: None picks cuda when available, else cpu. normalize: None or "running". clip: None or c > 0.
+    device: None picks cuda when available, else cpu. clip: None or c > 0.
     """
 
     name = "rm"
 
     def __init__(self, model_path: str, batch_size: int = 16, max_length: int = 2048,
-                 normalize: str | None = None, clip: float | None = 10.0, device: str | None = None,
-                 no_code_value: float = 0.0, **kwargs: Any):
-        super().__init__(**kwargs)
+                 clip: float | None = 10.0, device: str | None = None, no_code_value: float = 0.0,
+                 **kwargs: Any):
         from .rm_scorer import RMScorer
 
         if not model_path:
             raise ValueError("rm reward: model_path is empty; pass --reward_pretrain (the reward model dir)")
-        if normalize not in (None, "running"):
-            raise ValueError(f"rm reward: normalize must be None or 'running', got {normalize!r}")
+        if kwargs.pop("normalize", None) is not None:
+            raise ValueError("rm reward: normalize is not the reward's to do: the trainer normalises in its "
+                             "driver (--normalize_reward), where the statistics are checkpointed")
         self.no_code_value = float(no_code_value)
         self.scorer = RMScorer(model_path, device=device, batch_size=batch_size, max_length=max_length,
-                               normalize=normalize, clip=clip)
+                               normalize=None, clip=clip)
+        super().__init__(**kwargs)
 
     def score(self, samples: Sequence[Sample]) -> list[RewardResult]:
         out: list[RewardResult | None] = [None] * len(samples)
@@ -77,13 +79,6 @@ class RMReward(Reward):
                 else:
                     out[i] = RewardResult(0.0, "error", {"why": f"reward model returned {v}"})
         return out  # type: ignore[return-value]
-
-    def state_dict(self) -> dict:
-        """The running normalisation statistics (empty counts when normalisation is off)."""
-        return {"stats": self.scorer.stats.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.scorer.stats.load_state_dict(state["stats"])
 
     def close(self) -> None:
         import torch

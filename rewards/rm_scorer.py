@@ -2,9 +2,10 @@
 
 The plain class a reward actor wraps (Ray wraps it at the edge; nothing here imports ray). Inputs are
 sorted by length so each batch pads little; scoring runs without grad, in bf16 on a GPU and fp32 on
-CPU, with the value head kept in fp32. ``score`` returns rewards for RL: optionally normalised, then
-clipped to [-clip, clip] (SPEC section 4, step B). ``raw_scores`` returns the model's numbers
-untouched: use it for best-of-N, where clipping could tie the best candidates.
+CPU, with the value head kept in fp32. ``score`` returns rewards: optionally normalised, then
+clipped to [-clip, clip] (the RL trainer gets raw scores and does both in its driver, where the
+running statistics are checkpointed: trainer/reward_norm.py). ``raw_scores`` returns the model's
+numbers untouched: use it for best-of-N, where clipping could tie the best candidates.
 """
 from __future__ import annotations
 
@@ -38,6 +39,12 @@ class RunningStats:
     @property
     def std(self) -> float:
         return math.sqrt(self.m2 / self.count) if self.count else 0.0
+
+    def zscore(self, values: Sequence[float]) -> list[float]:
+        """``values`` standardised with the statistics so far (std 1 until two values are seen, or
+        while it is ~0: a constant stream is shifted, not blown up)."""
+        std = self.std if self.count >= 2 and self.std > 1e-6 else 1.0
+        return [(v - self.mean) / std for v in values]
 
     def state_dict(self) -> dict:
         return {"count": self.count, "mean": self.mean, "m2": self.m2}
@@ -98,14 +105,13 @@ class RMScorer:
         """Rewards for (question, program) pairs: raw scores, normalised if asked, then clipped."""
         raw = self.raw_scores(pairs)
         if self.normalize is None:
-            mean, std = 0.0, 1.0
+            rewards = raw
         elif self.normalize == "running":
             self.stats.update(raw)
-            mean, std = self.stats.mean, self.stats.std
-            std = std if self.stats.count >= 2 and std > 1e-6 else 1.0
+            rewards = self.stats.zscore(raw)
         else:
             mean, std = self.normalize
-        rewards = [(s - mean) / std for s in raw]
+            rewards = [(s - mean) / std for s in raw]
         if self.clip is not None:
             rewards = [min(max(r, -self.clip), self.clip) for r in rewards]
         return rewards

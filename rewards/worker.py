@@ -2,7 +2,7 @@
 
 Each reward is called on the whole batch; a reward that raises, or returns the wrong number of
 results, gives every sample 0 with status "error" for that reward, and the others still count.
-Deadlines and restarts of a hung or dead actor belong to the caller (trainer/rewards_pool.py).
+Deadlines and restarts of a hung or dead actor belong to the caller (``RewardPool`` in trainer/actors.py).
 """
 from __future__ import annotations
 

@@ -30,18 +30,21 @@ class ActorSetup:
         env = thread_env(threads)
         total_opt_steps = self.total_steps * self.opt_steps_per_rl_step
         port = free_port()
+        ref_gpus = t.ref_num_gpus_per_node if gpus and t.init_kl_coef > 0 else 0
+        # --colocate_actor_ref: reference rank i runs on policy rank i's GPU (same bundle, half a GPU
+        # each in Ray's accounting); validate() made the two GPU counts equal
+        share = 0.5 if t.colocate_actor_ref and ref_gpus else 1
         bundles = gpu_bundles(world, 1 if gpus else 0)
-        Policy = [remote_class(PolicyWorker, num_gpus=1 if gpus else 0, bundle=b, env=env) for b in bundles]
+        Policy = [remote_class(PolicyWorker, num_gpus=share if gpus else 0, bundle=b, env=env) for b in bundles]
         self.policy = ActorGroup([Policy[i].remote(cfg, cfg.model.pretrain, train=True, rank=i, world_size=world,
                                                    master_port=port, total_steps=total_opt_steps, num_threads=threads)
                                   for i in range(world)])
         self.ref = None
         if t.init_kl_coef > 0:
-            ref_gpus = t.ref_num_gpus_per_node if gpus else 0
             ref_world = t.actor_num_nodes * ref_gpus if ref_gpus else 1
             ref_port = free_port()
-            rb = gpu_bundles(ref_world, 1 if ref_gpus else 0)
-            self.ref = ActorGroup([remote_class(PolicyWorker, num_gpus=1 if ref_gpus else 0, bundle=rb[i], env=env).remote(
+            rb = bundles if share < 1 else gpu_bundles(ref_world, 1 if ref_gpus else 0)
+            self.ref = ActorGroup([remote_class(PolicyWorker, num_gpus=share if ref_gpus else 0, bundle=rb[i], env=env).remote(
                 cfg, cfg.model.ref_pretrain or cfg.model.pretrain, train=False, rank=i, world_size=ref_world,
                 master_port=ref_port, num_threads=threads) for i in range(ref_world)])
         engine_gpus = r.vllm_tensor_parallel_size if gpus else 0
@@ -76,10 +79,11 @@ class ActorSetup:
         if "tests" in w.reward:
             reward_kwargs["tests"] = {"mode": w.test_reward, "sandbox": cfg.sandbox.to_dict(),
                                       **reward_kwargs.get("tests", {})}
-        if "rm" in w.reward:
-            reward_kwargs["rm"] = {"model_path": cfg.model.reward_pretrain, "batch_size": w.rm_batch_size,
-                                   "normalize": "running" if w.normalize_reward else None,
-                                   "clip": t.reward_clip_range, **reward_kwargs.get("rm", {})}
+        if "rm" in w.reward:  # raw scores: self.reward_norm normalises and clips them in the driver
+            rm = {"model_path": cfg.model.reward_pretrain, "batch_size": w.rm_batch_size,
+                  **reward_kwargs.get("rm", {}), "clip": None}
+            rm.pop("normalize", None)
+            reward_kwargs["rm"] = rm
         Reward = remote_class(RewardWorker, num_gpus=0, env=env)
         self.rewards = RewardPool(lambda i: Reward.remote(w.reward, w.reward_weights or None, reward_kwargs),
                                   w.reward_num_actors, w.reward_timeout_s, w.reward_retries)

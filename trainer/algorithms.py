@@ -1,4 +1,4 @@
-"""Reinforce++ math as OpenRLHF 0.11 computes it (docs SPEC section 4, steps A-G).
+"""Reinforce++ math as OpenRLHF 0.11 computes it, step by step (A-G below).
 
 Pure torch functions: no Ray, no DeepSpeed, no model code. Everything runs on the device its inputs
 live on and is vectorised over samples. Shapes: N samples, T response positions, V vocabulary.

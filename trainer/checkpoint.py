@@ -4,7 +4,8 @@ after the new one is complete.
 Layout: SAVE_PATH/checkpoints/step_000012/
     policy/            the DeepSpeed checkpoint (weights, optimizer, scheduler) of every rank
     hf/                a save_pretrained export of the policy (when enabled)
-    trainer_state.pt   step, data position, RNG states (controller and every rank), counters, config
+    trainer_state.pt   step, data position, RNG states (controller and every rank), the reward
+                       normalisation statistics, counters, config, rollouts generated ahead
     COMPLETE           written last: a directory without it is ignored
 
 ``CheckpointState`` is mixed into the controller's ``Trainer`` (trainer/controller.py): what a save
@@ -93,6 +94,30 @@ def load_state(path: Path) -> dict[str, Any]:
     return torch.load(path / "trainer_state.pt", weights_only=False)
 
 
+def rng_state() -> dict[str, Any]:
+    """This process's Python, NumPy, torch CPU and CUDA generator states.
+
+    "cuda" holds ``torch.cuda.get_rng_state_all()`` only where CUDA is initialised: a process that
+    never touched CUDA (the driver) has not drawn from its CUDA generators, and reading them would
+    create a CUDA context on every visible GPU."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": cuda}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore ``rng_state()``. CUDA states are restored where CUDA is available, one per visible
+    device; a checkpoint without them (made on CPU, or before they were saved) leaves the CUDA
+    generators as seeded, and CUDA states resumed on a machine without CUDA are ignored."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    cuda = state.get("cuda")
+    if cuda and torch.cuda.is_available():
+        for device, s in enumerate(cuda[:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, device)  # queued until CUDA initialises: no context now
+
+
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
     """Options whose values differ, excluding those that may change on resumption. An option the
     checkpoint does not know came with a newer version of the trainer: it does not block resuming."""
@@ -119,9 +144,10 @@ class CheckpointState:
         if cfg.save_hf_model:
             self.policy.call("save_hf", None, str(tmp / "hf"), self.cfg.model.pretrain)
         state = {"step": self.step, "sampler": self.sampler.state_dict(), "config": self.cfg.to_dict(),
-                 "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+                 "rng": rng_state(),
                  "rank_rng": self.policy.call("rng_state"),
                  "ref_rng": self.ref.call("rng_state") if self.ref is not None else None,
+                 "reward_norm": self.reward_norm.state_dict(),
                  "counters": {"engine_restarts": self.engines.restarts, "reward_restarts": self.rewards.restarts},
                  "rollouts": in_flight}
         final = commit(tmp, cfg.save_path, self.step, state, cfg.max_ckpt_num)
@@ -133,9 +159,9 @@ class CheckpointState:
         if self.ref is not None and state.get("ref_rng"):
             self.ref.call("set_rng_state", [(s,) for s in state["ref_rng"]])
         self.sampler.load_state_dict(state["sampler"])
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
+        if "reward_norm" in state:  # older checkpoints did not keep the statistics: they start afresh
+            self.reward_norm.load_state_dict(state["reward_norm"])
+        set_rng_state(state["rng"])
         self.step = self.policy_version = int(state["step"])
         self.pipeline.restore(state.get("rollouts") or [])
         say(f"[ckpt] resumed from {path} at step {self.step}")

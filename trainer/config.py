@@ -102,7 +102,7 @@ class TrainConfig:
     zero_stage: int = opt(3, "DeepSpeed ZeRO stage (2 or 3; 0 for plain data parallel)")
     adam_offload: bool = opt(False, "optimizer states in CPU memory")
     advantage_estimator: Literal["reinforce", "reinforce_baseline", "group_norm", "rloo"] = opt(
-        "reinforce", "advantage estimator (SPEC section 4)")
+        "reinforce", "advantage estimator (trainer/algorithms.py step A)")
     init_kl_coef: float = opt(0.01, "KL coefficient beta; 0 disables the reference model")
     kl_estimator: Literal["k1", "k2", "k3"] = opt("k1", "per-token KL estimator")
     gamma: float = opt(1.0, "discount of the return-to-go")
@@ -117,7 +117,8 @@ class TrainConfig:
     actor_num_nodes: int = opt(1, "nodes for the policy")
     actor_num_gpus_per_node: int = opt(1, "GPUs per node for the policy (0: CPU)")
     ref_num_gpus_per_node: int = opt(1, "GPUs per node for the reference model (0: CPU)")
-    colocate_actor_ref: bool = opt(True, "reference model shares the policy's GPUs")
+    colocate_actor_ref: bool = opt(True, "reference rank i shares policy rank i's GPU (needs "
+                                         "--ref_num_gpus_per_node = --actor_num_gpus_per_node)")
     colocate_all_models: bool = opt(False, "policy, reference and engines share the same GPUs (with "
                                            "--vllm_enable_sleep the engines sleep while the policy trains)")
     async_train: bool = opt(False, "one-step-off-policy: the engines generate the next steps' rollouts "
@@ -382,6 +383,10 @@ def validate(cfg: RLConfig) -> None:
     need(w.reward_num_actors >= 1, "reward_num_actors", "must be >= 1")
     need(t.async_queue_size >= 1, "async_queue_size", "must be >= 1")
     need(t.num_threads >= 0, "num_threads", "must be >= 0")
+    need(not (t.colocate_actor_ref and t.init_kl_coef > 0 and t.actor_num_gpus_per_node and t.ref_num_gpus_per_node)
+         or t.ref_num_gpus_per_node == t.actor_num_gpus_per_node, "ref_num_gpus_per_node",
+         f"must equal --actor_num_gpus_per_node ({t.actor_num_gpus_per_node}) when --colocate_actor_ref puts each "
+         "reference rank on a policy GPU (or pass --colocate_actor_ref false)")
     need(not (t.async_train and t.colocate_all_models), "async_train",
          "cannot overlap generation and training when --colocate_all_models puts them on the same GPUs")
     need(not r.vllm_enable_sleep or t.colocate_all_models, "vllm_enable_sleep",

@@ -36,6 +36,7 @@ from .config import ConfigError, RLConfig
 from .data import PromptSampler, load_prompts
 from .evaluation import Evaluation, _pass_rates
 from .experience import Experience, PromptItem, build_experience
+from .reward_norm import RewardNormalizer
 from .rollout import Rollout, RolloutPipeline
 from .rollout_maker import RolloutMaker, derive_seed
 from .threads import size_threads, threads_for
@@ -75,11 +76,13 @@ class Trainer(ActorSetup, Evaluation, CheckpointState):
             if diffs:
                 raise ConfigError(f"--resume {resume_from}: the configuration differs from the checkpoint's:\n  "
                                   + "\n  ".join(diffs) + "\n(start a new --save_path, or pass the same options)")
+        self.reward_norm = RewardNormalizer.from_config(cfg)
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True)
         self._build_actors()
         self.maker = RolloutMaker(cfg, self.items, self.sampler, self.tokenizer, self.pad_id, self.engines, self.rewards,
-                                  (lambda exp: self._logprob_async(self.ref, exp)) if self.ref is not None else None)
+                                  (lambda exp: self._logprob_async(self.ref, exp)) if self.ref is not None else None,
+                                  self.reward_norm)
         sleeps = t.colocate_all_models and r.vllm_enable_sleep
         self.pipeline = RolloutPipeline(self._load_version, asynchronous=t.async_train,
                                         wake=self.engines.wake_up if sleeps else None,
@@ -152,13 +155,12 @@ class Trainer(ActorSetup, Evaluation, CheckpointState):
             raise StepFailed(f"step {step}: the engines' log-probs differ from the policy's by {gap:.3f} on "
                              f"average (> max_logprob_diff={r.max_logprob_diff}): stale or wrong weights in the "
                              "rollout engines")
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        adv, ret = compute_advantages(
-            exp.rewards.to(device), policy_lp.to(device),
-            exp.ref_log_probs.to(device) if exp.ref_log_probs is not None else None, mask.to(device),
+        # On the driver's CPU: a few element-wise passes over [N, T] (milliseconds), and the driver
+        # holds no GPU in Ray's accounting, so it must not create a CUDA context on the actors' GPUs.
+        exp.advantages, exp.returns = compute_advantages(
+            exp.rewards, policy_lp, exp.ref_log_probs, mask,
             estimator=t.advantage_estimator, kl_coef=t.init_kl_coef, kl_estimator=t.kl_estimator,
             gamma=t.gamma, group_size=r.n_samples_per_prompt, reward_clip=t.reward_clip_range)
-        exp.advantages, exp.returns = adv.cpu(), ret.cpu()
         # the PPO ratio is taken against the policy that sampled: off-policy, that is the engines'
         exp.old_log_probs = exp.engine_log_probs * mask if t.async_train else policy_lp
 

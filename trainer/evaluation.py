@@ -26,7 +26,8 @@ class Evaluation:
         chunks = [([list(p.prompt_ids) for p in items[s:s + size]], params) for s in range(0, len(items), size)]
         # a pipeline job with the newest weights: in async mode it runs after the rollouts queued before it
         self._drain()
-        job = self.pipeline.run(self.policy_version, lambda: self.maker.generate_scored(items, chunks, "-1", {}))
+        job = self.pipeline.run(self.policy_version,
+                                lambda: self.maker.generate_scored(items, chunks, "-1", {}, training=False))
         results = [res for g in job.result() for res in g.results]
         return {"eval/reward_mean": float(np.mean([res.value for res in results])), **_pass_rates(results, "eval/")}
 

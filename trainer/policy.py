@@ -17,6 +17,7 @@ import torch
 import torch.utils.checkpoint
 
 from .algorithms import policy_loss
+from .checkpoint import rng_state, set_rng_state
 from .config import RLConfig
 from .experience import Experience, position_ids
 from .threads import size_threads
@@ -329,12 +330,10 @@ class PolicyWorker:
                                     load_lr_scheduler_states=self.train_mode)
 
     def rng_state(self) -> dict:
-        return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+        return rng_state()
 
     def set_rng_state(self, state: dict) -> None:
-        random.setstate(state["python"])
-        np.random.set_state(state["numpy"])
-        torch.set_rng_state(state["torch"])
+        set_rng_state(state)
 
     def ping(self) -> bool:
         return True

@@ -19,6 +19,7 @@ from .config import RLConfig
 from .data import PromptSampler
 from .engines.base import SamplingParams
 from .experience import PromptItem, build_experience
+from .reward_norm import RewardNormalizer
 from .rollout import Group, Rollout, fill_rollout
 from .tracking import say
 
@@ -29,12 +30,15 @@ def derive_seed(*parts: object) -> int:
 
 class RolloutMaker:
     def __init__(self, cfg: RLConfig, items: list[PromptItem], sampler: PromptSampler, tokenizer, pad_id: int,
-                 engines, rewards, ref_log_probs: Callable | None = None):
+                 engines, rewards, ref_log_probs: Callable | None = None,
+                 reward_norm: RewardNormalizer | None = None):
         """``engines``: an EngineGroup; ``rewards``: a RewardPool; ``ref_log_probs(exp)``: object refs
-        of the frozen reference's log-probs, or None (async mode then scores in the job)."""
+        of the frozen reference's log-probs, or None (async mode then scores in the job);
+        ``reward_norm``: the driver's normalisation of the reward model's scores (default: from cfg)."""
         self.cfg, self.items, self.sampler = cfg, items, sampler
         self.tokenizer, self.pad_id = tokenizer, pad_id
         self.engines, self.rewards, self.ref_log_probs = engines, rewards, ref_log_probs
+        self.reward_norm = reward_norm if reward_norm is not None else RewardNormalizer.from_config(cfg)
 
     def chunks(self, prompts: list[PromptItem], step: int, rnd: int = 0) -> list[tuple[list, SamplingParams]]:
         r = self.cfg.rollout
@@ -56,9 +60,11 @@ class RolloutMaker:
         return out
 
     def generate_scored(self, prompts: list[PromptItem], chunks: list, tag: str, timing: dict,
-                         with_ref: bool = False) -> list[Group]:
+                         with_ref: bool = False, training: bool = True) -> list[Group]:
         """Generate chunk by chunk, each finished chunk going to the reward actors at once; with
-        ``with_ref`` the frozen reference scores the samples while the rewards are computed."""
+        ``with_ref`` the frozen reference scores the samples while the rewards are computed. The
+        reward model's scores are normalised as one batch, in prompt order; only ``training``
+        batches enter the running statistics."""
         offsets = np.cumsum([0] + [len(c[0]) for c in chunks[:-1]]).tolist()
         tickets = []
 
@@ -76,6 +82,7 @@ class RolloutMaker:
         t0 = time.perf_counter()
         tickets.sort(key=lambda x: x[0])
         results = [res for part in self.rewards.collect([tk for _, tk in tickets]) for res in part]
+        results = self.reward_norm(results, update=training)
         timing["reward_wait"] = timing.get("reward_wait", 0.0) + time.perf_counter() - t0
         groups = [Group(p, [], [], [] if with_ref else None) for p in prompts]
         ref_lp = torch.cat(ray.get(ref_refs), 0) if ref_refs is not None else None

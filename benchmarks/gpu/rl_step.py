@@ -3,8 +3,9 @@
 The same phases as ``Trainer.run_step`` without Ray (the worker classes are plain): the transformers
 engine samples ``--prompts`` x ``--n`` answers, the real sandbox runs each decoded answer against a
 fixed test (random weights write no passing code: this times the path, not the reward), the policy
-and the reference compute log-probs, advantages are computed on the device, the policy takes its
-optimizer steps, and the weights go to the engine in buckets. Prints each phase's seconds and share.
+and the reference compute log-probs, advantages are computed on the CPU (as the driver does), the
+policy takes its optimizer steps, and the weights go to the engine in buckets. Prints each phase's
+seconds and share.
 
     python benchmarks/gpu/rl_step.py --shape 0.5b                                            # on a GPU
     python benchmarks/gpu/rl_step.py --shape toy --prompts 2 --n 2 --prompt_len 8 --new_tokens 8    # CI
@@ -85,9 +86,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     exp.old_log_probs = phase("policy log-probs", lambda: policy.compute_log_probs(exp, 1.0))
     exp.ref_log_probs = phase("reference log-probs", lambda: ref.compute_log_probs(exp, 1.0))
     adv, _ = phase("advantages", lambda: compute_advantages(
-        exp.rewards.to(device), exp.old_log_probs.to(device), exp.ref_log_probs.to(device),
-        exp.action_mask.to(device), estimator="reinforce", group_size=args.n))
-    exp.advantages = adv.cpu()
+        exp.rewards, exp.old_log_probs, exp.ref_log_probs, exp.action_mask, estimator="reinforce", group_size=args.n))
+    exp.advantages = adv
     phase("train", lambda: policy.train_steps([exp], [float(exp.action_mask.sum())], 1.0))
 
     def weight_sync():

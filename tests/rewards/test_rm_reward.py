@@ -1,12 +1,14 @@
-"""RMReward: scores the extracted program with the RM, no-code and NaN rules, checkpointable stats."""
+"""RMReward: scores the extracted program with the RM, no-code and NaN rules; the driver's normalisation."""
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from rewards.base import Sample
 from rewards.reward_model import RewardModel
+from common.extract import extract_code
 from rewards.rm_reward import RMReward
 from rewards.rm_scorer import RMScorer
 from rewards.worker import RewardWorker, load_reward_class
@@ -65,23 +67,48 @@ def test_nan_scores_are_errors(tiny_lm, tmp_path):
     assert all(r.value == 0.0 and math.isfinite(r.value) for r in got)
 
 
-def test_running_normalisation_state_round_trips(rm_dir):
+def _rm_config(**reward):
+    from trainer.config import RLConfig
+
+    cfg = RLConfig()
+    cfg.reward.reward = ["rm"]
+    for k, v in reward.items():
+        setattr(cfg.reward, k, v)
+    return cfg
+
+
+def test_running_normalisation_lives_in_the_driver_and_survives_a_replaced_actor(rm_dir):
+    from trainer.reward_norm import RewardNormalizer
+
+    with pytest.raises(ValueError, match="normalize_reward"):
+        RMReward(rm_dir, normalize="running", device="cpu")  # actor-held statistics would be lost
     samples = _samples()
-    a = RMReward(rm_dir, normalize="running", clip=10.0, device="cpu")
-    a.score(samples[:4])
-    state = a.state_dict()
-    assert state["stats"]["count"] == 4
-    b = RMReward(rm_dir, normalize="running", clip=10.0, device="cpu")
-    fresh = b.score(samples[4:])
-    b.load_state_dict(state)
-    assert [r.value for r in b.score(samples[4:])] == pytest.approx([r.value for r in a.score(samples[4:])])
-    assert [r.value for r in fresh] != pytest.approx([r.value for r in a.score(samples[4:])])
+    kwargs = {"rm": {"model_path": rm_dir, "clip": None, "device": "cpu"}}  # what the controller passes
+    cfg = _rm_config(normalize_reward=True)
+    raw = RMScorer(rm_dir, device="cpu", clip=None).raw_scores([(s.question, extract_code(s.response)) for s in samples])
+
+    norm = RewardNormalizer.from_config(cfg)
+    first = RewardWorker(["rm"], None, kwargs)
+    a = norm(first.score(samples[:4]))
+    first.close()  # the actor is replaced (a timeout or a crash): the statistics are not in it
+    b = norm(RewardWorker(["rm"], None, kwargs).score(samples[4:]))
+    want_a = (np.array(raw[:4]) - np.mean(raw[:4])) / np.std(raw[:4])
+    want_b = (np.array(raw[4:]) - np.mean(raw)) / np.std(raw)  # the statistics of every score seen
+    assert [r.value for r in a] == pytest.approx(want_a, abs=1e-5)
+    assert [r.value for r in b] == pytest.approx(want_b, abs=1e-5)
+    assert [r.info["rm"]["raw"] for r in a + b] == pytest.approx(raw, abs=1e-5)
+
+    resumed = RewardNormalizer.from_config(cfg)  # a resumed run: the checkpointed statistics
+    resumed.load_state_dict(norm.state_dict())
+    again = RewardWorker(["rm"], None, kwargs).score(samples[4:])
+    assert [r.value for r in resumed(again)] == pytest.approx([r.value for r in norm(again)])
+    assert [r.value for r in RewardNormalizer.from_config(cfg)(again)] != pytest.approx(want_b, abs=1e-3)
 
 
 def test_loaded_by_name_through_the_reward_worker(rm_dir):
     assert load_reward_class("rm") is RMReward
-    # What trainer/controller.py passes for --reward rm.
-    kwargs = {"rm": {"model_path": rm_dir, "batch_size": 2, "normalize": None, "clip": 10.0}}
+    # What trainer/controller.py passes for --reward rm (the driver normalises and clips).
+    kwargs = {"rm": {"model_path": rm_dir, "batch_size": 2, "clip": None}}
     worker = RewardWorker(["rm"], None, kwargs)
     try:
         out = worker.score(_samples()[:2])

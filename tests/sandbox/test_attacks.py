@@ -1,4 +1,5 @@
-"""Attack programs against the sandbox (SPEC section 6), each asserting containment.
+"""Attack programs against the sandbox, each asserting containment (each breaks at least one widely
+used harness; docs/sandbox.md says how the sandbox is built against them).
 
 Every attack runs on a shared pool; after each one a control job must still pass on the same
 workers, and no process may be left running under the pool's slot uids.

@@ -36,3 +36,21 @@ def tiny_records(tmp_path_factory):
     path = d / "train.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_rm(tiny_model, tmp_path_factory):
+    """A reward model on the tiny policy's backbone and tokenizer, its head random and not small so
+    that scores differ between answers."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from rewards.reward_model import RewardModel
+
+    path = str(tmp_path_factory.mktemp("tiny_rm"))
+    torch.manual_seed(3)
+    rm = RewardModel.from_pretrained(tiny_model)
+    rm.v_head.summary.weight.data.normal_(std=1.0)
+    rm.save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(path)
+    return path

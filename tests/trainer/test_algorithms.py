@@ -1,4 +1,5 @@
-"""trainer.algorithms against references written straight from SPEC section 4 (steps A-G).
+"""trainer.algorithms against references written straight from OpenRLHF 0.11's Reinforce++
+(the steps A-G listed in trainer/algorithms.py).
 
 The references loop over samples and tokens in float64 Python/NumPy and share no code with the
 module, so a vectorisation or masking slip in the module shows up as a mismatch.

@@ -59,3 +59,58 @@ def test_config_differences_name_the_options():
     # an option the checkpoint has and this trainer lost still counts
     assert ckpt.config_differences({"train": {"gamma": 1.0}}, {"train": {}}) == [
         "train.gamma: checkpoint has 1.0, now None"]
+
+
+def _draws():
+    import random
+
+    import numpy as np
+    import torch
+
+    return random.random(), float(np.random.rand()), float(torch.rand(1))
+
+
+def test_rng_state_round_trips_through_a_checkpoint(tmp_path):
+    import torch
+
+    torch.manual_seed(5)
+    state = ckpt.rng_state()
+    want = _draws()
+    ckpt.commit(ckpt.staging_dir(str(tmp_path), 1), str(tmp_path), 1, {"step": 1, "rng": state}, 2)
+    _draws()  # move every generator on
+    ckpt.set_rng_state(ckpt.load_state(ckpt.find_resume(str(tmp_path), "auto"))["rng"])
+    assert _draws() == want
+
+
+def test_cuda_rng_states_are_saved_only_where_cuda_is_in_use(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert ckpt.rng_state()["cuda"] is None  # a CPU-only process
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert ckpt.rng_state()["cuda"] is None  # the driver: CUDA never touched, no context created
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.tensor([1], dtype=torch.uint8)] * 2)
+    assert [s.tolist() for s in ckpt.rng_state()["cuda"]] == [[1], [1]]
+
+
+def test_cuda_rng_states_are_restored_per_device_and_their_absence_is_fine(monkeypatch):
+    import torch
+
+    restored = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device: restored.append((int(s[0]), device)))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    state = ckpt.rng_state()
+    old_format = {k: state[k] for k in ("python", "numpy", "torch")}  # saved before CUDA states were
+    cuda_states = [torch.tensor([7], dtype=torch.uint8), torch.tensor([8], dtype=torch.uint8)]
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    ckpt.set_rng_state({**state, "cuda": None})  # made without CUDA, resumed with it
+    ckpt.set_rng_state(old_format)
+    assert restored == []
+    ckpt.set_rng_state({**state, "cuda": cuda_states})
+    assert restored == [(7, 0)]  # one state per visible device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    ckpt.set_rng_state({**state, "cuda": cuda_states})  # made with CUDA, resumed without it
+    assert restored == [(7, 0)]

@@ -1,7 +1,8 @@
 """Exact resume: 4 steps straight versus 2 steps, a SIGKILL of the driver, then a resumed run to 4.
-The metrics of steps 3 and 4 and the final weights must be identical: in sync mode, and with async
+The metrics of steps 3 and 4 and the final weights must be identical: in sync mode, with async
 training plus dynamic sampling (the rollout in flight at the checkpoint is saved with it, and the
-data position after refills too)."""
+data position after refills too), and with async training on a normalised reward-model reward (the
+running statistics are saved with the checkpoint)."""
 import json
 import os
 import signal
@@ -22,16 +23,22 @@ DETERMINISTIC = ("reward_mean", "reward_std", "kl", "policy_loss", "entropy", "g
                  "approx_kl", "response_length", "pass_rate", "engine_policy_logprob_diff", "lr", "staleness",
                  "dynamic_filtering/rounds", "dynamic_filtering/dropped_frac",
                  "dynamic_filtering/zero_std_groups_trained")
-MODES = {"sync": [], "async_dynamic_filtering": ["--async_train", "--dynamic_filtering", "--dynamic_filtering_max_rounds", "3"]}
+MODES = {"sync": [], "async_dynamic_filtering": ["--async_train", "--dynamic_filtering", "--dynamic_filtering_max_rounds", "3"],
+         # reward-model scores normalised with running statistics: they live in the driver, shared by
+         # two reward actors, and the checkpoint carries them (the rollout generated ahead included)
+         "async_rm_normalized": ["--async_train", "--reward", "tests,rm", "--reward_weights", "1,0.5",
+                                 "--normalize_reward", "--reward_num_actors", "2"]}
 
 
 def cmd(tiny_model, tiny_records, out, *extra):
-    # a length-based reward next to the tests, so that a random tiny model gets a learning signal
-    spec = "tests.trainer.plugin_rewards:CallLog"
-    (out / "plugin").mkdir(parents=True, exist_ok=True)
+    rewards = []
+    if "--reward" not in extra:
+        # a length-based reward next to the tests, so that a random tiny model gets a learning signal
+        spec = "tests.trainer.plugin_rewards:CallLog"
+        (out / "plugin").mkdir(parents=True, exist_ok=True)
+        rewards = ["--reward", f"tests,{spec}", "--reward_kwargs", json.dumps({spec: {"log_dir": str(out / "plugin")}})]
     args = base_args(tiny_model, tiny_records, out, "--max_steps", "4", "--save_steps", "2", "--seed", "3",
-                     "--actor_learning_rate", "5e-4", "--temperature", "1.0", "--reward", f"tests,{spec}",
-                     "--reward_kwargs", json.dumps({spec: {"log_dir": str(out / "plugin")}}), *extra)
+                     "--actor_learning_rate", "5e-4", "--temperature", "1.0", *rewards, *extra)
     return [sys.executable, "-m", "trainer", *args]
 
 
@@ -42,10 +49,19 @@ def metrics(out: Path) -> dict[int, dict]:
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_resume_after_a_kill_is_exact(tiny_model, tiny_records, tmp_path, mode):
+def test_resume_after_a_kill_is_exact(tiny_model, tiny_records, tmp_path, mode, request):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     extra = MODES[mode]
+    if "rm" in mode:
+        extra = [*extra, "--reward_pretrain", request.getfixturevalue("tiny_rm")]
+        # completion-style records whose program starts with a whole function: every answer has code
+        # for the RM to score (a random model's own 8 tokens rarely parse), so every step moves the
+        # statistics
+        records = [json.loads(line) for line in Path(tiny_records).read_text().splitlines()]
+        tiny_records = str(tmp_path / "records.jsonl")
+        Path(tiny_records).write_text("".join(json.dumps({**r, "program_prefix": f"def add{i}(a, b):\n    return a + b\n"})
+                                              + "\n" for i, r in enumerate(records)))
     p = subprocess.run(cmd(tiny_model, tiny_records, straight, *extra), cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -69,12 +85,16 @@ def test_resume_after_a_kill_is_exact(tiny_model, tiny_records, tmp_path, mode):
     if extra:  # the rollout of step 3 was generated ahead, saved in the checkpoint, and not redone
         saved = torch.load(resumed / "checkpoints" / "step_000002" / "trainer_state.pt", weights_only=False)
         assert [ro.step for ro in saved["rollouts"]] == [3]
+        if "rm" in mode:  # the statistics of steps 1-3's scored samples, the rollout ahead included
+            ahead = sum(r.info["rm"]["status"] == "ok" for ro in saved["rollouts"] for r in ro.results)
+            assert 0 < ahead < saved["reward_norm"]["stats"]["count"] <= 3 * 4 * 2
 
     a, b = metrics(straight), metrics(resumed)
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
     if extra:
         assert [a[s]["staleness"] for s in (1, 2, 3, 4)] == [0, 1, 1, 1]
-        assert "dynamic_filtering/rounds" in a[3]
+        if "--dynamic_filtering" in extra:
+            assert "dynamic_filtering/rounds" in a[3]
     for step in (3, 4):
         for key in DETERMINISTIC:
             assert a[step].get(key) == b[step].get(key), (step, key, a[step].get(key), b[step].get(key))

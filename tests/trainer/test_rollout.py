@@ -159,6 +159,15 @@ def test_options_and_their_openrlhf_aliases():
         load_config(base + ["--vllm_enable_sleep"])
 
 
+def test_a_colocated_reference_needs_as_many_gpus_as_the_policy():
+    base = ["--pretrain", "m", "--actor_num_gpus_per_node", "4", "--ref_num_gpus_per_node", "2"]
+    with pytest.raises(ConfigError, match="--ref_num_gpus_per_node: must equal --actor_num_gpus_per_node"):
+        load_config(base)
+    assert not load_config(base + ["--colocate_actor_ref", "false"]).train.colocate_actor_ref
+    load_config(base + ["--init_kl_coef", "0"])  # no reference model
+    load_config(["--pretrain", "m", "--ref_num_gpus_per_node", "0"])  # a CPU reference shares nothing
+
+
 def test_yaml_takes_the_dotted_groups_of_openrlhf(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("pretrain: m\ntrain:\n  async_enable: true\nalgo:\n  dynamic_filtering_enable: true\n"

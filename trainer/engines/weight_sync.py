@@ -1,5 +1,5 @@
-"""Policy side of a weight sync: (name, tensor) pairs in, buckets out (SPEC section 5: push
-buckets, not one RPC per tensor).
+"""Policy side of a weight sync: (name, tensor) pairs in, buckets out (push buckets, not one
+RPC per tensor: per-tensor RPCs are what breaks and hangs across vLLM versions).
 
 A bucket is one flat uint8 tensor holding many parameters back to back (each start aligned to
 ``ALIGN`` bytes so it can be viewed as its dtype again) plus a ``BucketMeta`` naming what lies
