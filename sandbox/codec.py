@@ -87,7 +87,7 @@ def decode_value(payload: bytes) -> Any:
         return _dec(raw, 0)
     except DecodeError:
         raise
-    except Exception as e:  # any other failure of hostile text is a malformed value, never a crash
+    except Exception as e:  # noqa: BLE001 - any other failure of hostile text is a malformed value, never a crash
         raise DecodeError(f"malformed value: {type(e).__name__}: {str(e)[:100]}") from None
 
 
@@ -97,7 +97,7 @@ def decode_raw(raw: Any) -> Any:
         return _dec(raw, 0)
     except DecodeError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - as in decode_value: decoding is total
         raise DecodeError(f"malformed value: {type(e).__name__}: {str(e)[:100]}") from None
 
 
