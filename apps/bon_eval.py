@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--model", required=True, help="policy: local dir or hub id")
     a("--rm", default="", help="reward model dir for the RM column; empty: no RM column")
     a("--benchmarks", default=DEFAULT_BENCHMARKS,
-      help="comma list of humaneval, humanevalplus, mbpp, mbppplus, mbpp_sanitized, or NAME=PATH for a JSONL of AceCode records")
+      help="comma list of humaneval, humanevalplus, mbpp, mbppplus, mbpp_sanitized, "
+           "or NAME=PATH for a JSONL of AceCode records")
     a("--n_list", default="16,32,64", help="comma list of N for best-of-N")
     a("--output_dir", default="outputs/bon_eval", help="caches, per-task details and results.json")
     a("--data_dir", default=None, help="benchmark files (default: $ACECODER_DATA_DIR or ../shared/data)")
@@ -227,8 +228,12 @@ def generate(args, benches: dict[str, list[dict]]) -> None:
                 ids = [p[0] for p in prompts]
                 greedy = engine.generate(ids, SamplingParams(n=1, temperature=0.0, max_new_tokens=args.max_new_tokens))
                 sampled = engine.generate(ids, SamplingParams(n=max_n, temperature=args.temperature, top_p=args.top_p,
-                                                              max_new_tokens=args.max_new_tokens, seed=args.seed + start))
-                text = lambda c: prompts[c.prompt_index][1] + tokenizer.decode(c.response_ids, skip_special_tokens=True)  # noqa: E731
+                                                              max_new_tokens=args.max_new_tokens,
+                                                              seed=args.seed + start))
+
+                def text(c, prompts=prompts) -> str:  # this chunk's prompts, bound now
+                    return prompts[c.prompt_index][1] + tokenizer.decode(c.response_ids, skip_special_tokens=True)
+
                 for i, rec in enumerate(chunk):
                     mine = [c for c in sampled if c.prompt_index == i]
                     out.write({"id": rec["id"], "greedy": text(greedy[i]), "samples": [text(c) for c in mine],
@@ -286,7 +291,8 @@ def execute(args, name: str, recs: list[dict], answers: dict[str, list[str]], po
             out.write({"id": res.id, "all_passed": res.all_passed, "pass_rate": res.pass_rate,
                        "statuses": {s: statuses.count(s) for s in set(statuses)}})
             if i % 200 == 0 or i == len(jobs):
-                print(f"[bon_eval] {name}: ran {i}/{len(jobs)} programs ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
+                print(f"[bon_eval] {name}: ran {i}/{len(jobs)} programs ({time.time() - t0:.0f} s)",
+                      file=sys.stderr, flush=True)
     return _read(path)
 
 
@@ -317,8 +323,8 @@ def score(args, name: str, recs: list[dict], answers: dict[str, list[str]], stat
 def check_config(args) -> None:
     path = os.path.join(args.output_dir, "eval_config.json")
     prompt_file = args.prompt or "solve.txt (default)"
-    now = {"model": args.model, "model_files": fingerprint(args.model), "temperature": args.temperature, "top_p": args.top_p,
-           "max_new_tokens": args.max_new_tokens, "seed": args.seed, "prompt": prompt_file,
+    now = {"model": args.model, "model_files": fingerprint(args.model), "temperature": args.temperature,
+           "top_p": args.top_p, "max_new_tokens": args.max_new_tokens, "seed": args.seed, "prompt": prompt_file,
            "prompt_tests": args.prompt_tests}
     if os.path.exists(path):
         old = json.load(open(path, encoding="utf-8"))

@@ -94,7 +94,8 @@ def _eval_chunk(engine, tok, pool, recs: list[dict], prompts: list[list[int]], m
     answers = {r["id"]: tok.decode(c.response_ids, skip_special_tokens=True) for r, c in zip(recs, comps)}
     jobs = [Job(r["id"], extract_code(answers[r["id"]]), tuple(r["test_cases"]), setup=r.get("test_setup") or "")
             for r in recs]
-    verdicts = {res.id: (bool(res.all_passed), res.pass_rate) for res in pool.imap([j for j in jobs if j.program.strip()])}
+    verdicts = {res.id: (bool(res.all_passed), res.pass_rate)
+                for res in pool.imap([j for j in jobs if j.program.strip()])}
     return [{"id": r["id"], "set": _set_of(r), "passed": verdicts.get(r["id"], (False, 0.0))[0],
              "pass_rate": verdicts.get(r["id"], (False, 0.0))[1], "answer": answers[r["id"]]} for r in recs]
 

@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'wall s':>8}   load before -> after")
     for i, a in enumerate(arms):
         print(f"{i}:{a['mode']:<8}{a['mean']:8.3f}{a['median']:10.3f}{str(a['reached_at']):>11}"
-              f"{a['final_eval']:12.3f}{a['staleness']:11.2f}{a['wall_s']:8.0f}   {a['load_before']} -> {a['load_after']}")
+              f"{a['final_eval']:12.3f}{a['staleness']:11.2f}{a['wall_s']:8.0f}   "
+              f"{a['load_before']} -> {a['load_after']}")
     by = {m: [t for a in arms if a["mode"] == m for t in a["timed"]] for m in ("sync", "async")}
     ok = True
     if by["sync"] and by["async"]:

@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def run_vllm(args, model: str, prompts: list[list[int]]) -> dict:
     requests = [vllm.TokensPrompt(prompt_token_ids=p) for p in prompts]
     engine.generate(prompts[:2], SamplingParams(n=2, max_new_tokens=8, seed=0))  # warm-up
     rows = {}
-    for rep in range(args.repeats):  # alternate the two so drifting load hits both alike
+    for _ in range(args.repeats):  # alternate the two so drifting load hits both alike
         outs, dt = timed(lambda: engine.llm.generate(requests, raw, use_tqdm=False))
         made = sum(len(o.token_ids) for out in outs for o in out.outputs)
         rows.setdefault("raw vllm.LLM.generate", []).append((made, dt))
@@ -116,9 +117,9 @@ def run_transformers(args, model: str, prompts: list[list[int]]) -> dict:
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
         with torch.no_grad():
-            out, dt = timed(lambda: plain.generate(
-                input_ids=ids, attention_mask=mask, do_sample=True, temperature=args.temperature, top_p=1.0,
-                top_k=0, max_new_tokens=args.max_new_tokens, min_new_tokens=args.max_new_tokens,
+            out, dt = timed(partial(
+                plain.generate, input_ids=ids, attention_mask=mask, do_sample=True, temperature=args.temperature,
+                top_p=1.0, top_k=0, max_new_tokens=args.max_new_tokens, min_new_tokens=args.max_new_tokens,
                 pad_token_id=pad))
         made += int(out.shape[0] * (out.shape[1] - width))
         total += dt
@@ -129,7 +130,8 @@ def run_transformers(args, model: str, prompts: list[list[int]]) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="", help="checkpoint directory (default: trainer.models' smollm2-135m-instruct)")
-    ap.add_argument("--data_dir", type=Path, default=Path(os.environ.get("ACECODER_DATA_DIR", ROOT.parent / "shared" / "data")))
+    ap.add_argument("--data_dir", type=Path,
+                    default=Path(os.environ.get("ACECODER_DATA_DIR", ROOT.parent / "shared" / "data")))
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--max_new_tokens", type=int, default=128)
@@ -168,7 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {name:38s} {r:9.1f} tokens/s")
     print(f"  ours / raw vLLM                        {ours / raw:9.3f}   (target >= 0.95)")
     print(f"  ours / plain generate                  {ours / plain:9.3f}   (target >= 2)")
-    print(f"  vLLM engine start {v['start_s']:.1f} s; full weight sync ({v['sync_mb']:.0f} MB fp32) {v['sync_s']:.2f} s")
+    print(f"  vLLM engine start {v['start_s']:.1f} s; "
+          f"full weight sync ({v['sync_mb']:.0f} MB fp32) {v['sync_s']:.2f} s")
     result = {"model": model, "args": {k: str(x) for k, x in vars(args).items()}, "load_at_start": load,
               "tokens_per_s": rates, "ours_over_raw_vllm": ours / raw, "ours_over_plain_generate": ours / plain,
               "vllm_start_s": v["start_s"], "weight_sync_s": v["sync_s"], "weight_sync_mb": v["sync_mb"]}

@@ -159,7 +159,8 @@ def candidates(row: dict, ds: str, floats: bool) -> list[tuple[str, str]]:
     out.append(("slow_2ms", _wrap(code, ep, "    _burn(0.002)\n    return ORIG(*a)\n")))
     if floats:
         perturb = ("def _perturb(v, d):\n    if type(v) is float:\n        return v + d * (abs(v) + 1)\n"
-                   "    if type(v) in (list, tuple):\n        return type(v)(_perturb(x, d) for x in v)\n    return v\n")
+                   "    if type(v) in (list, tuple):\n        return type(v)(_perturb(x, d) for x in v)\n"
+                   "    return v\n")
         for d in ("1e-09", "0.0001"):
             out.append((f"float_{d}", _wrap(code, ep, f"    return _perturb(ORIG(*a), {d})\n", perturb)))
     return out
@@ -189,7 +190,8 @@ def run_ours(args, recs: dict, cands: list[dict], mode: str, pool) -> tuple[dict
     out = {}
     for c, r in zip(cands, results):
         nb = recs[c["task_id"]]["n_base"]
-        bad = next((f"test {i}: {t.status} {t.reason}".strip() for i, t in enumerate(r.tests) if t.status != "passed"), "")
+        bad = next((f"test {i}: {t.status} {t.reason}".strip() for i, t in enumerate(r.tests)
+                    if t.status != "passed"), "")
         out[c["cid"]] = {"base": all(t.status == "passed" for t in r.tests[:nb]), "plus": r.all_passed,
                          "first_failure": bad, "timeout": any(t.status == "timeout" for t in r.tests),
                          "wall_s": r.wall_s, "cpu_s": r.cpu_s}
@@ -255,8 +257,8 @@ def main(argv=None) -> dict:
             rows = {r["task_id"]: r for r in _read_jsonl(Path(args.data_dir) / DATA[ds][0])}
             ids = list(rows)
             if args.limit:
-                ids = sorted({ids[i * len(ids) // args.limit] for i in range(args.limit)} | set(EVALPLUS_WRONG) & set(ids),
-                             key=list(rows).index)
+                ids = sorted({ids[i * len(ids) // args.limit] for i in range(args.limit)}
+                             | set(EVALPLUS_WRONG) & set(ids), key=list(rows).index)
             ours_recs = {r.id: r.to_dict() for r in load_benchmark(DATA[ds][1], args.data_dir)}
             recs = {}
             for t in ids:
@@ -326,12 +328,14 @@ def print_report(report: dict) -> None:
             for tset in ("base", "plus"):
                 t = o[tset]
                 c = t["confusion"]
-                print(f"    {tset}: agreement {100 * t['agreement']:.1f}% ({100 * t['agreement_where_evalplus_right']:.1f}% "
+                print(f"    {tset}: agreement {100 * t['agreement']:.1f}% "
+                      f"({100 * t['agreement_where_evalplus_right']:.1f}% "
                       f"where EvalPlus is right); EvalPlus pass/ours pass {c['evalplus_pass_ours_pass']}, pass/fail "
                       f"{c['evalplus_pass_ours_fail']}, fail/pass {c['evalplus_fail_ours_pass']}, fail/fail "
                       f"{c['evalplus_fail_ours_fail']}")
                 for d in t["disagreements"]:
-                    print(f"      {d['cid']}: EvalPlus {d['evalplus']}, ours {'pass' if d['ours'] else 'fail'} -- {d['why']}")
+                    print(f"      {d['cid']}: EvalPlus {d['evalplus']}, ours {'pass' if d['ours'] else 'fail'} "
+                          f"-- {d['why']}")
 
 
 if __name__ == "__main__":

@@ -160,9 +160,10 @@ def main(argv: list[str] | None = None) -> dict:
     epochs = max(1, round(args.rm_steps / max(1, n_train // args.rm_batch)))
     cmd = [sys.executable, "-m", "apps.train_rm", "--pretrain", str(rm_init), "--dataset",
            str(train_pairs), "--save_path", str(rm_dir),
-           "--zero_stage", "0", "--train_batch_size", str(args.rm_batch), "--micro_train_batch_size", str(args.rm_batch),
-           "--max_len", "256", "--learning_rate", str(args.rm_lr), "--max_epochs", str(epochs),
-           "--lr_warmup_ratio", "0.1", "--use_tensorboard", "none", "--seed", str(args.seed)]
+           "--zero_stage", "0", "--train_batch_size", str(args.rm_batch),
+           "--micro_train_batch_size", str(args.rm_batch), "--max_len", "256", "--learning_rate", str(args.rm_lr),
+           "--max_epochs", str(epochs), "--lr_warmup_ratio", "0.1", "--use_tensorboard", "none",
+           "--seed", str(args.seed)]
     if n_held:  # logged by the trainer at each epoch's end; the script measures it again on the export
         cmd += ["--eval_dataset", str(held_pairs)]
     subprocess.run(cmd, check=True, cwd=ROOT,
@@ -186,7 +187,8 @@ def main(argv: list[str] | None = None) -> dict:
     n = str(args.n_list[-1])
     print(f"\nRM best-of-N on the CPU demo task family ({held['tasks']} held-out tasks, {n_train} training pairs)\n"
           f"held-out pairwise accuracy: {acc:.3f} ({n_held} pairs)\n"
-          f"best-of-{n}: RM-selected {held['best_of'][n]['rm']:.3f}  average sample {held['best_of'][n]['average']:.3f}  "
+          f"best-of-{n}: RM-selected {held['best_of'][n]['rm']:.3f}  "
+          f"average sample {held['best_of'][n]['average']:.3f}  "
           f"oracle {held['best_of'][n]['oracle']:.3f}  (greedy {held['greedy']:.3f})\n"
           f"time: {times['total_s']:.0f} s ({', '.join(f'{k} {v:.0f}' for k, v in times.items() if k != 'total_s')})",
           flush=True)

@@ -121,10 +121,12 @@ def main() -> None:
             runs[name].append(r)
             print(f"round {i} {name:8s} wall {r['wall']:6.2f} s  cpu {r['cpu']:6.2f} s  "
                   f"{r['passed']}/{r['programs']} passed", flush=True)
-    med = {k: (statistics.median(r["wall"] for r in v), statistics.median(r["cpu"] for r in v)) for k, v in runs.items()}
+    med = {k: (statistics.median(r["wall"] for r in v), statistics.median(r["cpu"] for r in v))
+           for k, v in runs.items()}
     for k, (w, c) in med.items():
         print(f"median {k:8s} wall {w:6.2f} s  cpu {c:6.2f} s")
-    print(f"this / baseline: wall {med['this'][0] / med['baseline'][0]:.3f}x  cpu {med['this'][1] / med['baseline'][1]:.3f}x"
+    print(f"this / baseline: wall {med['this'][0] / med['baseline'][0]:.3f}x  "
+          f"cpu {med['this'][1] / med['baseline'][1]:.3f}x"
           f"   (load after: {os.getloadavg()}, {time.strftime('%H:%M:%S')})")
 
 

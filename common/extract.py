@@ -99,7 +99,8 @@ def _cut_scaffolding(src: str) -> str:
 def extract_code(answer: str) -> str:
     """The program in an answer, or "" when there is none."""
     blocks = [(lang.lower(), body) for lang, body in _FENCE.findall(answer)]
-    candidates = [b for lang, b in blocks if lang in ("python", "py", "python3")] or [b for lang, b in blocks if not lang]
+    candidates = ([b for lang, b in blocks if lang in ("python", "py", "python3")]
+                  or [b for lang, b in blocks if not lang])
     for body in sorted(candidates, key=len, reverse=True):
         if _parses(body):
             return _cut_scaffolding(body)

@@ -82,7 +82,8 @@ def coerce(name: str, typ: Any, value: Any) -> Any:
             return typ(value)
         if typ in (list, dict) or origin in (list, tuple, dict):
             if isinstance(value, str):
-                value = json.loads(value) if value.strip().startswith(("[", "{")) else [v for v in value.split(",") if v]
+                value = (json.loads(value) if value.strip().startswith(("[", "{"))
+                         else [v for v in value.split(",") if v])
             want = dict if (typ is dict or origin is dict) else (list, tuple)
             if not isinstance(value, want):
                 raise ValueError(value)
@@ -127,6 +128,14 @@ def field_flag_kwargs(typ: Any) -> dict:
     if origin is Literal:
         return {"choices": typing.get_args(typ)}
     return {}
+
+
+def opt(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - the word argparse uses
+    """A config dataclass field with its ``help`` (and e.g. ``legacy``) metadata, which
+    ``add_dataclass_options`` reads; a list or dict default is copied for each instance."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+    return dataclasses.field(default=default, metadata={"help": help, **kw})
 
 
 def add_dataclass_options(parser: Any, cls: type, *, prefix: str = "", defaults: dict | None = None,

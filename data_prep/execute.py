@@ -13,9 +13,10 @@ score   In:  filtered records with sampled answers in ``inferences`` (``solve -n
              record run once. An answer with no code scores 0 without running.
 
 Both run one sandbox pool per stage run and feed it in input order (``pool.imap`` with a long
-look-ahead, so one slow program does not idle the other workers): jobs of many records are in flight together, and records are appended in
-input order as their results arrive. Outputs are keyed by id, so a re-run skips finished (and
-dropped) records; delete ``OUTPUT.dropped.jsonl`` to give the dropped ones another try.
+look-ahead, so one slow program does not idle the other workers): jobs of many records are in flight
+together, and records are appended in input order as their results arrive. Outputs are keyed by id,
+so a re-run skips finished (and dropped) records; delete ``OUTPUT.dropped.jsonl`` to give the
+dropped ones another try.
 """
 from __future__ import annotations
 
@@ -202,7 +203,7 @@ def run_filter(input_path: str, output_path: str, *, min_tests: int = 5, oracle_
 
     try:
         with _open_pool(sandbox) as pool, tqdm(desc="filter", unit="rec", disable=not progress) as bar:
-            for (rec, code, model), results in run_in_order(pool, todo(), jobs_of, lookahead):
+            for (rec, _, model), results in run_in_order(pool, todo(), jobs_of, lookahead):
                 bar.update()
                 if not results:
                     drop(rec, model, "no code in the oracle answer", 0, Counter())

@@ -329,7 +329,8 @@ def add_client_args(parser: Any) -> None:
     g.add_argument("--max_retries", type=int, default=ClientConfig.max_retries,
                    help="retries after the first attempt (429, 5xx, timeouts)")
     g.add_argument("--concurrency", type=int, default=ClientConfig.concurrency, help="requests in flight")
-    g.add_argument("--price_prompt_per_1k", type=float, default=0.0, help="price per 1K prompt tokens, for the cost line")
+    g.add_argument("--price_prompt_per_1k", type=float, default=0.0,
+                   help="price per 1K prompt tokens, for the cost line")
     g.add_argument("--price_completion_per_1k", type=float, default=0.0,
                    help="price per 1K completion tokens, for the cost line")
     g.add_argument("--no_continue_final_message", action="store_true",

@@ -10,10 +10,10 @@ with a warning.
 
 Each input line: {"id": str, "program": str, "tests": [str, ...]} with optional "setup" (str),
 "timeout_s", "memory_mb", "test_timeouts_s" (one CPU budget per test, e.g. the EvalPlus mode's, see
-data_prep/evalplus_mode.py) and "stop_at_first_failure" (bool). Each output line, in input order: {"id", "pass_rate", "all_passed",
-"tests": [{"status": ...}, ...], ...}. A malformed line yields {"id": ..., "line": N, "error": "..."}
-and the other jobs go on. Re-running with the same output resumes: lines already written are kept
-and their jobs are not run again.
+data_prep/evalplus_mode.py) and "stop_at_first_failure" (bool). Each output line, in input order:
+{"id", "pass_rate", "all_passed", "tests": [{"status": ...}, ...], ...}. A malformed line yields
+{"id": ..., "line": N, "error": "..."} and the other jobs go on. Re-running with the same output
+resumes: lines already written are kept and their jobs are not run again.
 """
 from __future__ import annotations
 
@@ -51,7 +51,8 @@ def parse_job(line: str, lineno: int, path: str) -> Job:
     if not isinstance(setup, str):
         raise ValueError(f"{where}: field 'setup' must be a string")
     timeout, memory = d.get("timeout_s"), d.get("memory_mb")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 3600):
+    if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool)
+                                or not 0 < timeout <= 3600):
         raise ValueError(f"{where}: field 'timeout_s' must be a number in (0, 3600]")
     if memory is not None and (not isinstance(memory, int) or isinstance(memory, bool) or not 16 <= memory <= 1 << 20):
         raise ValueError(f"{where}: field 'memory_mb' must be an integer in [16, 1048576]")
@@ -127,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run a JSONL file of jobs", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    r.add_argument("--input", required=True, help="JSONL jobs: {id, program, tests[, setup, timeout_s, memory_mb, test_timeouts_s, stop_at_first_failure]}")
+    r.add_argument("--input", required=True, help="JSONL jobs: {id, program, tests[, setup, timeout_s, memory_mb, "
+                                                  "test_timeouts_s, stop_at_first_failure]}")
     r.add_argument("--output", required=True, help="JSONL results, appended; an existing file is resumed")
     add_bool_option(r, "--progress_bar", True, "show a progress bar")
     add_deprecated(r, "--quiet", "--progress_bar", const=False)

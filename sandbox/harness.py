@@ -922,7 +922,8 @@ class _Supervisor:
                 test = self.tests[self.cur]
                 j = min(test["_clean"])
                 self.host.send(b"E" + _KJ.pack(test["k"], j) + json.dumps(
-                    {"type": "expected_value_" + ("timeout" if kind == "T" else "crashed"), "msg": info.get("reason", "")}).encode())
+                    {"type": "expected_value_" + ("timeout" if kind == "T" else "crashed"),
+                     "msg": info.get("reason", "")}).encode())
                 return self.cur + 1
             return n
         if not self.loaded:  # the program itself hung or died: no test can run

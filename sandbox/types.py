@@ -1,8 +1,10 @@
 """The data that crosses the sandbox API: a job in, a result out, and the pool's settings."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal
+
+from common.options import opt
 
 Status = Literal["passed", "failed", "error", "timeout", "crashed"]
 
@@ -76,25 +78,25 @@ class Result:
 class SandboxConfig:
     """Settings of a sandbox pool. Limits are per program unless said otherwise."""
 
-    workers: int = field(default=2, metadata={"help": "sandboxed worker slots (one warm interpreter each)"})
-    timeout_s: float = field(default=5.0, metadata={"help": "per-test CPU-time budget, enforced from outside the program"})
-    wall_factor: float = field(default=3.0, metadata={"help": "per-test wall-clock backstop = wall_factor * timeout_s + 1 s"})
-    program_timeout_s: float = field(default=60.0, metadata={"help": "wall-clock deadline for a whole program and all its tests"})
-    memory_mb: int = field(default=1024, metadata={"help": "address-space limit of the program (RLIMIT_AS)"})
-    tmpfs_mb: int = field(default=64, metadata={"help": "size of the private /tmp"})
-    file_size_mb: int = field(default=16, metadata={"help": "largest file the program may write (RLIMIT_FSIZE)"})
-    max_open_files: int = field(default=64, metadata={"help": "RLIMIT_NOFILE"})
-    max_processes: int = field(default=32, metadata={"help": "processes per slot (cgroup pids.max and, as root, RLIMIT_NPROC)"})
-    slot_memory_mb: int | None = field(default=None, metadata={"help": "cgroup memory limit per slot; None: memory_mb + tmpfs + 256"})
-    pool_memory_mb: int | None = field(default=None, metadata={"help": "cgroup memory cap of the whole pool; None: no extra cap"})
-    memory_floor_mb: int = field(default=1024, metadata={"help": "the pool's cap never lets the node's available memory go below this"})
-    output_limit_bytes: int = field(default=4096, metadata={"help": "program stdout/stderr kept per program; the rest is discarded"})
-    value_limit_bytes: int = field(default=1 << 20, metadata={"help": "largest encoded test value accepted from the sandbox"})
-    cgroups: Literal["auto", "required", "off"] = field(default="auto", metadata={"help": "auto: use them when the host allows it"})
-    python: str | None = field(default=None, metadata={"help": "interpreter run inside the sandbox; None: this one's base interpreter"})
-    extra_ro_paths: tuple[str, ...] = field(default=(), metadata={"help": "more host paths bound read-only (e.g. a site-packages)"})
-    uid_base: int = field(default=2_100_000_000, metadata={"help": "as root, slot i runs as uid uid_base + i (a free one is locked)"})
-    unsafe_no_isolation: bool = field(default=False, metadata={"help": "DEBUG ONLY: run programs without bwrap/seccomp/cgroups"})
+    workers: int = opt(2, "sandboxed worker slots (one warm interpreter each)")
+    timeout_s: float = opt(5.0, "per-test CPU-time budget, enforced from outside the program")
+    wall_factor: float = opt(3.0, "per-test wall-clock backstop = wall_factor * timeout_s + 1 s")
+    program_timeout_s: float = opt(60.0, "wall-clock deadline for a whole program and all its tests")
+    memory_mb: int = opt(1024, "address-space limit of the program (RLIMIT_AS)")
+    tmpfs_mb: int = opt(64, "size of the private /tmp")
+    file_size_mb: int = opt(16, "largest file the program may write (RLIMIT_FSIZE)")
+    max_open_files: int = opt(64, "RLIMIT_NOFILE")
+    max_processes: int = opt(32, "processes per slot (cgroup pids.max and, as root, RLIMIT_NPROC)")
+    slot_memory_mb: int | None = opt(None, "cgroup memory limit per slot; None: memory_mb + tmpfs + 256")
+    pool_memory_mb: int | None = opt(None, "cgroup memory cap of the whole pool; None: no extra cap")
+    memory_floor_mb: int = opt(1024, "the pool's cap never lets the node's available memory go below this")
+    output_limit_bytes: int = opt(4096, "program stdout/stderr kept per program; the rest is discarded")
+    value_limit_bytes: int = opt(1 << 20, "largest encoded test value accepted from the sandbox")
+    cgroups: Literal["auto", "required", "off"] = opt("auto", "auto: use them when the host allows it")
+    python: str | None = opt(None, "interpreter run inside the sandbox; None: this one's base interpreter")
+    extra_ro_paths: tuple[str, ...] = opt((), "more host paths bound read-only (e.g. a site-packages)")
+    uid_base: int = opt(2_100_000_000, "as root, slot i runs as uid uid_base + i (a free one is locked)")
+    unsafe_no_isolation: bool = opt(False, "DEBUG ONLY: run programs without bwrap/seccomp/cgroups")
 
     def to_dict(self) -> dict:
         return asdict(self)

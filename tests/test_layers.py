@@ -157,7 +157,8 @@ def test_the_scanner_flags_planted_upward_imports(tmp_path):
         """)
     _write(tmp_path, "trainer/data.py", "import importlib\nmod = importlib.import_module('data_prep.io')\n")
     _write(tmp_path, "data_prep/x.py", "from rewards.base import Reward\nfrom tests.helpers import y\n")
-    _write(tmp_path, "trainer/demo_real/__main__.py", "import runpy\nrunpy.run_module('apps.demo_real', run_name='__main__')\n")
+    _write(tmp_path, "trainer/demo_real/__main__.py",
+           "import runpy\nrunpy.run_module('apps.demo_real', run_name='__main__')\n")
     _write(tmp_path, "rewards/train_rm/__main__.py", "import runpy\nrunpy.run_module('apps.bon_eval')\n")
     _write(tmp_path, "common/sneaky.py", "import runpy\nrunpy.run_module('apps.x')\n")
     bad = layer_violations(tmp_path)

@@ -44,9 +44,11 @@ class ActorSetup:
             ref_world = t.actor_num_nodes * ref_gpus if ref_gpus else 1
             ref_port = free_port()
             rb = bundles if share < 1 else gpu_bundles(ref_world, 1 if ref_gpus else 0)
-            self.ref = ActorGroup([remote_class(PolicyWorker, num_gpus=share if ref_gpus else 0, bundle=rb[i], env=env).remote(
-                cfg, cfg.model.ref_pretrain or cfg.model.pretrain, train=False, rank=i, world_size=ref_world,
-                master_port=ref_port, num_threads=threads) for i in range(ref_world)])
+            self.ref = ActorGroup([
+                remote_class(PolicyWorker, num_gpus=share if ref_gpus else 0, bundle=rb[i], env=env).remote(
+                    cfg, cfg.model.ref_pretrain or cfg.model.pretrain, train=False, rank=i, world_size=ref_world,
+                    master_port=ref_port, num_threads=threads)
+                for i in range(ref_world)])
         engine_gpus = r.vllm_tensor_parallel_size if gpus else 0
         eb = gpu_bundles(r.vllm_num_engines, engine_gpus)
         kind = r.engine
@@ -62,8 +64,8 @@ class ActorSetup:
                 if r.vllm_enable_sleep:
                     kw["enable_sleep_mode"] = True
             else:
-                kw.update(device="cuda" if engine_gpus else "cpu", dtype="bfloat16" if (cfg.model.bf16 and engine_gpus) else "float32",
-                          num_threads=threads)
+                kw.update(device="cuda" if engine_gpus else "cpu",
+                          dtype="bfloat16" if (cfg.model.bf16 and engine_gpus) else "float32", num_threads=threads)
             cls = remote_class(EngineActor, num_gpus=engine_gpus if kind == "hf" else 0, bundle=eb[i], env=env)
             return cls.remote(kind, cfg.model.pretrain, kw)
 

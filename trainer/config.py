@@ -21,17 +21,11 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from common.options import ConfigError, HelpFormatter, add_dataclass_options, coerce, legacy_value
+from common.options import ConfigError, HelpFormatter, add_dataclass_options, coerce, legacy_value, opt
 from sandbox import options as sandbox_options
 from sandbox.types import SandboxConfig
 
 NEVER = {-1: 0}  # OpenRLHF's (and train_rm's old) -1 for "never" is our 0
-
-
-def opt(default: Any, help: str, **kw: Any) -> Any:  # noqa: A002 - the word argparse uses
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass
@@ -274,7 +268,8 @@ def _set(cfg: RLConfig, name: str, value: Any, source: str) -> None:
             raise ConfigError(f"{source}: unknown option {sec}.{short}")
     if name not in fields:
         close = [n for n in fields if n.startswith(name[:4])][:5]
-        raise ConfigError(f"{source}: unknown option --{name}" + (f" (did you mean {', '.join(close)}?)" if close else ""))
+        raise ConfigError(f"{source}: unknown option --{name}"
+                          + (f" (did you mean {', '.join(close)}?)" if close else ""))
     sec, f, typ = fields[name]
     setattr(getattr(cfg, sec), f.name, legacy_value(f"--{name}", coerce(name, typ, value), f.metadata.get("legacy")))
 

@@ -45,7 +45,8 @@ class RolloutMaker:
         size = r.rollout_chunk_size or max(1, math.ceil(len(prompts) / max(2, r.vllm_num_engines)))
         out = []
         for c, s in enumerate(range(0, len(prompts), size)):
-            seed = derive_seed(self.cfg.train.seed, step, c) if rnd == 0 else derive_seed(self.cfg.train.seed, step, rnd, c)
+            seed = (derive_seed(self.cfg.train.seed, step, c) if rnd == 0
+                    else derive_seed(self.cfg.train.seed, step, rnd, c))
             params = SamplingParams(n=r.n_samples_per_prompt, temperature=r.temperature, top_p=r.top_p,
                                     max_new_tokens=r.generate_max_len, seed=seed)
             out.append(([list(p.prompt_ids) for p in prompts[s:s + size]], params))

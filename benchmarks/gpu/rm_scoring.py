@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rng = random.Random(0)
     letters = string.ascii_lowercase + " \n"
     # the local tokenizer is byte-level without merges for random text: about a token per character
-    pairs = [("".join(rng.choices(letters, k=args.seq_len // 4)), "".join(rng.choices(letters, k=3 * args.seq_len // 4)))
-             for _ in range(args.sequences)]
+    pairs = [("".join(rng.choices(letters, k=args.seq_len // 4)),
+              "".join(rng.choices(letters, k=3 * args.seq_len // 4))) for _ in range(args.sequences)]
     scorer = RMScorer(str(model_dir), device=device, max_length=args.seq_len + 64, clip=None)
     rows = []
     for bs in (int(x) for x in args.batch_sizes.split(",")):

@@ -27,8 +27,8 @@ PLUS_SPECIAL_ORACLES = {
     "mbpp: surface_Area (Mbpp/581)": "also accept round() of the area computed from the perpendicular height",
     "mbpp: digit_distance_nums (Mbpp/558)": "also accept the digit distance of the zero-padded numbers",
     "humaneval: find_zero (HumanEval/32)":
-        "abs(_evalplus_poly(xs, answer)) <= atol (the dataset's _poly, applied on the host); the OriginFmt check() calls _poly(*answer, xs), which raises for every "
-        "answer, so we follow EvalPlus' evaluator",
+        "abs(_evalplus_poly(xs, answer)) <= atol (the dataset's _poly, applied on the host); the OriginFmt "
+        "check() calls _poly(*answer, xs), which raises for every answer, so we follow EvalPlus' evaluator",
 }
 # Tasks left out of the plus sets because their tests could not be converted faithfully (id: reason).
 UNCONVERTED: dict[str, str] = {}

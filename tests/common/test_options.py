@@ -179,11 +179,11 @@ OLD = {  # command: (parser, a run with the new spellings, the same run with the
                              ["--top_p", "0.5", "--max_new_tokens", "5"], ["--top-p", "0.5", "--max-tokens", "5"],
                              dict(top_p=0.5, max_new_tokens=5)),
     "apps.bon_eval": (bon_eval_parser, ["--model", "m", "--engine", "hf"],
-                         ["--sandbox_timeout_s", "3", "--sandbox_memory_mb", "512", "--sandbox_program_timeout_s", "9",
-                          "--sandbox_value_limit_bytes", str(2 << 20)],
-                         ["--timeout_s", "3", "--memory_mb", "512", "--program_timeout_s", "9", "--value_limit_mb", "2"],
-                         dict(sandbox_timeout_s=3.0, sandbox_memory_mb=512, sandbox_program_timeout_s=9.0,
-                              sandbox_value_limit_bytes=2 << 20)),
+                      ["--sandbox_timeout_s", "3", "--sandbox_memory_mb", "512", "--sandbox_program_timeout_s", "9",
+                       "--sandbox_value_limit_bytes", str(2 << 20)],
+                      ["--timeout_s", "3", "--memory_mb", "512", "--program_timeout_s", "9", "--value_limit_mb", "2"],
+                      dict(sandbox_timeout_s=3.0, sandbox_memory_mb=512, sandbox_program_timeout_s=9.0,
+                           sandbox_value_limit_bytes=2 << 20)),
 }
 
 

@@ -33,7 +33,8 @@ def conversation_key(body: dict) -> str:
 class _Handler(BaseHTTPRequestHandler):
     server: "_Server"
 
-    def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
+        # keep test output quiet
         pass
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming

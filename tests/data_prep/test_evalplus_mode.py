@@ -12,7 +12,8 @@ from data_prep.evalplus_mode import (EvalPlusLimits, ReferenceTimeCache, evalplu
                                      task_key)
 from sandbox import Job, SandboxPool
 
-BURN = "def _burn(s):\n    import time\n    t = time.process_time()\n    while time.process_time() - t < s:\n        pass\n"
+BURN = ("def _burn(s):\n    import time\n    t = time.process_time()\n    while time.process_time() - t < s:\n"
+        "        pass\n")
 # The reference spends ~0.5 s of CPU on input 3 only: that test's limit is 4 x that, the others get the floor.
 SLOW_REF = {"id": "slow_ref", "source": "synthetic", "canonical_solution": BURN + "def f(x):\n    if x == 3:\n"
             "        _burn(0.5)\n    return x + 1\n", "test_cases": [f"assert f({i}) == {i + 1}" for i in range(6)]}
@@ -76,7 +77,8 @@ def test_stop_at_first_failure(pool):
     assert wrong_first.cpu_s < 0.5
     wrong = pool.run(Job("wrong", "def f(x):\n    return x + 1\n", tests[2:], stop_at_first_failure=True))
     assert [t.status for t in wrong.tests] == ["passed", "failed", "failed"] and wrong.tests[2].reason == "skipped"
-    raised = pool.run(Job("raised", "def f(x):\n    return x + 1 if x != 3 else 1 // 0\n", tests[2:], stop_at_first_failure=True))
+    raised = pool.run(Job("raised", "def f(x):\n    return x + 1 if x != 3 else 1 // 0\n", tests[2:],
+                          stop_at_first_failure=True))
     assert [(t.status, t.reason) for t in raised.tests] == [("passed", ""), ("error", "ZeroDivisionError"),
                                                             ("failed", "skipped")]
 

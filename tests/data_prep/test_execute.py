@@ -154,4 +154,5 @@ def test_help_lists_sandbox_options(stage, capsys):
     with pytest.raises(SystemExit):
         main([stage, "--help"])
     text = capsys.readouterr().out
-    assert "--sandbox_workers" in text and "--sandbox_timeout_s" in text and "(default: 5.0)" in text and "--lookahead" in text
+    assert ("--sandbox_workers" in text and "--sandbox_timeout_s" in text and "(default: 5.0)" in text
+            and "--lookahead" in text)

@@ -282,10 +282,12 @@ def test_parse_synth_reply(reply, question, n_tests, repaired):
     ('{"question": "Write add(a, b) ret', "no 'question' string in the reply (cut off before it ended)"),
     ('{"question": "Q", "tests": "assert 1"}', "no 'tests' list in the reply"),
     ('{"question": "Q", "tests": [}', "malformed JSON that is not a repairable truncation"),
-    ('{"title": "T", "body": {"name": "N"}, "tags": ["a", "b', "no 'question' string in the reply (cut off before it ended)"),
+    ('{"title": "T", "body": {"name": "N"}, "tags": ["a", "b',
+     "no 'question' string in the reply (cut off before it ended)"),
     # A repetition loop: nesting deeper than json's recursion limit, cut off or closed.
     ('{"question": "Q", "tests": ' + "[" * 20000, "malformed JSON that is not a repairable truncation"),
-    ('{"question": "Q", "tests": ' + "[" * 5000 + "]" * 5000 + "}", "malformed JSON that is not a repairable truncation"),
+    ('{"question": "Q", "tests": ' + "[" * 5000 + "]" * 5000 + "}",
+     "malformed JSON that is not a repairable truncation"),
     ('{"question": "Q", "tests": ["assert f(1)", "assert f(1)", "assertEqual(f(1), 1)", '
      '"assert f(2)\\nimport os", null]}', None),
 ])

@@ -205,8 +205,8 @@ def test_make_acecode_script(tmp_path, mbpp, no_proxy):
                "ORACLE_BASE_URL": server.url, "ORACLE_MODEL": "oracle", "POLICY_MODEL": "policy", "N_SAMPLES": "8",
                "MIN_TESTS": "3", "WORKERS": "2", "FORMAT": "parquet"}
         script = [str(ROOT / "launch" / "make_acecode.sh")]
-        proc = subprocess.run(script + ["filter:--progress_bar=false", "score:--progress_bar=false", "score:--lookahead=4"],
-                              env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(script + ["filter:--progress_bar=false", "score:--progress_bar=false",
+                                        "score:--lookahead=4"], env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
         n = len(server.requests)
         assert n == 7 + 7 + 6  # rewrite, oracle, samples (the filter drops mbpp_7)

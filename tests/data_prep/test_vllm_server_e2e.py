@@ -261,7 +261,8 @@ class Run:
 
     def synthesize(self) -> dict:
         return run_stage("synthesize", "--input", str(self.seeds), "--output", str(self.questions), "--prompt",
-                         str(self.prompt), "--temperature", "0", "--max_new_tokens", str(SYNTH_MAX_TOKENS), *self.client)
+                         str(self.prompt), "--temperature", "0", "--max_new_tokens", str(SYNTH_MAX_TOKENS),
+                         *self.client)
 
     def write_solve_inputs(self) -> list[dict]:
         """The synthesized questions, and MBPP's own for seeds the rewriter failed on."""
@@ -392,6 +393,7 @@ def test_server_stops_cleanly(server):
     pids = [pid for pid, _ in server.processes]
     assert len(pids) >= 2, f"expected the API server and its engine process, found {pids}"
     server.stop()
-    assert server.killed == [], f"still running {STOP_GRACE_S:.0f} s after SIGTERM: {server.killed}\n{server.log_tail()}"
+    assert server.killed == [], (f"still running {STOP_GRACE_S:.0f} s after SIGTERM: {server.killed}\n"
+                                 f"{server.log_tail()}")
     assert server.alive() == [] and server.proc.returncode is not None
     assert not port_open(server.port), f"port {server.port} still accepts connections"

@@ -102,7 +102,8 @@ def test_columns_resume_and_caches(tiny_lm, tiny_rm, demo_records, engines, tmp_
     assert r["best_of"]["2"]["average"] == pytest.approx(0.5) and r["best_of"]["2"]["oracle"] == pytest.approx(2 / 3)
     assert r["best_of"]["4"]["average"] == pytest.approx((0.5 + 0 + 0.75) / 3)
     rows = {row["id"]: row for row in map(json.loads, open(out / "demo" / "per_task.jsonl"))}
-    assert rows["t_sum"]["passes"] == [False, True, False, True] and rows["t_product"]["passes"] == [True, True, False, True]
+    assert rows["t_sum"]["passes"] == [False, True, False, True]
+    assert rows["t_product"]["passes"] == [True, True, False, True]
     s = rows["t_sum"]["scores"]
     assert s[1] == s[3] and s[0] != s[1]  # same program, same score; scores do differ
     for n in ("2", "4"):
@@ -196,8 +197,8 @@ def test_real_benchmarks_through_the_sandbox(tiny_lm, tiny_rm, data_dir, engines
 
     kw["answer"] = answer
     report = bon_eval.main(["--model", tiny_lm, "--rm", tiny_rm, "--benchmarks", "humaneval,mbppplus", "--limit", "2",
-                            "--n_list", "2", "--output_dir", str(tmp_path), "--engine", "hf", "--data_dir", str(data_dir),
-                            "--sandbox_workers", "2"])
+                            "--n_list", "2", "--output_dir", str(tmp_path), "--engine", "hf",
+                            "--data_dir", str(data_dir), "--sandbox_workers", "2"])
     for name in ("humaneval", "mbppplus"):
         r = report["benchmarks"][name]
         assert r["tasks"] == 2 and r["greedy"] == 1.0

@@ -65,7 +65,8 @@ def _acecoderm_checkpoint(src: str, dst: str, head_w: torch.Tensor, head_b: torc
     assert "lm_head.weight" in sd and any(k.startswith("model.") for k in sd)
     keys = sorted(sd)
     shards = {"model-00001-of-00002.safetensors": keys[: len(keys) // 2],
-              "model-00002-of-00002.safetensors": keys[len(keys) // 2:] + ["v_head.summary.weight", "v_head.summary.bias"]}
+              "model-00002-of-00002.safetensors": keys[len(keys) // 2:]
+              + ["v_head.summary.weight", "v_head.summary.bias"]}
     sd["v_head.summary.weight"], sd["v_head.summary.bias"] = head_w, head_b
     os.makedirs(dst, exist_ok=True)
     for name, ks in shards.items():

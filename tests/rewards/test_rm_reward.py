@@ -85,7 +85,8 @@ def test_running_normalisation_lives_in_the_driver_and_survives_a_replaced_actor
     samples = _samples()
     kwargs = {"rm": {"model_path": rm_dir, "clip": None, "device": "cpu"}}  # what the controller passes
     cfg = _rm_config(normalize_reward=True)
-    raw = RMScorer(rm_dir, device="cpu", clip=None).raw_scores([(s.question, extract_code(s.response)) for s in samples])
+    raw = RMScorer(rm_dir, device="cpu", clip=None).raw_scores([(s.question, extract_code(s.response))
+                                                                for s in samples])
 
     norm = RewardNormalizer.from_config(cfg)
     first = RewardWorker(["rm"], None, kwargs)

@@ -78,7 +78,8 @@ ATTACKS = [
         import math
         math.isclose = lambda *a, **k: True
         def area(r): return 0.0
-        """), ["assert math.isclose(area(1), 3.14159, rel_tol=1e-3)", "import math\nassert math.isclose(area(2), 12.566, rel_tol=1e-3)"], not_passed),
+        """), ["assert math.isclose(area(1), 3.14159, rel_tol=1e-3)",
+               "import math\nassert math.isclose(area(2), 12.566, rel_tol=1e-3)"], not_passed),
     ("disable_timer_and_loop", ded("""
         import signal
         signal.signal(signal.SIGALRM, signal.SIG_IGN)

@@ -221,7 +221,7 @@ def test_wipe_is_fd_relative_and_reports_what_it_cannot_remove(tmp_path):
     top.mkdir()
     fd = os.open(top, os.O_RDONLY)
     try:
-        for i in range(3000):  # deeper than PATH_MAX allows to name, built with relative calls only
+        for _ in range(3000):  # deeper than PATH_MAX allows to name, built with relative calls only
             os.mkdir("d", dir_fd=fd)
             open(os.open("f", os.O_WRONLY | os.O_CREAT, 0o600, dir_fd=fd), "w").close()
             nxt = os.open("d", os.O_RDONLY, dir_fd=fd)

@@ -101,20 +101,21 @@ ATTACKS = [
             return [9]
         """), ["assert f() == list(reversed([1, 2]))"], "", none_passed),
     # 3. the harness's own functions rebound
-    ("rebind_builtins_eval_exec", "import builtins\nbuiltins.eval = lambda *a, **k: 3\nbuiltins.exec = lambda *a, **k: None\n"
-     "def add(a, b): return 7\n", GOOD_TESTS, "", none_passed),
+    ("rebind_builtins_eval_exec", "import builtins\nbuiltins.eval = lambda *a, **k: 3\n"
+     "builtins.exec = lambda *a, **k: None\ndef add(a, b): return 7\n", GOOD_TESTS, "", none_passed),
     ("rewrite_frames_through_os_write", ded("""
         import os
         _w = os.write
         def w(fd, data):
-            return _w(fd, data.replace(b"V\\x00\\x00\\x00\\x00\\x00\\x00" + b"0", b"V\\x00\\x00\\x00\\x00\\x00\\x00" + b"3"))
+            frame = b"V\\x00\\x00\\x00\\x00\\x00\\x00"
+            return _w(fd, data.replace(frame + b"0", frame + b"3"))
         os.write = w
         def add(a, b): return 0
         """), GOOD_TESTS[:1], "", none_passed),
     # 4. HumanEval's check(candidate): asserts inside a function
     ("check_function_always_equal", ALWAYS_EQUAL + "def f(x): return Any()\n", ["check(f)"],
-     "def check(candidate):\n    for i in range(3):\n        assert candidate(i) == i * 2\n    assert candidate(5) == 10\n",
-     none_passed),
+     "def check(candidate):\n    for i in range(3):\n        assert candidate(i) == i * 2\n"
+     "    assert candidate(5) == 10\n", none_passed),
     ("check_function_expected_from_frames", ded("""
         import sys
         def f(x):
@@ -233,7 +234,8 @@ CORRECT = [
 ]
 SETUP = ("def ref(x):\n    import math\n    return math.sqrt(x)\n\n"
          "def check(candidate):\n    str = 'local, not the builtin'\n    assert candidate(len(str)) == 2 * len(str)\n"
-         "    for i in range(3):\n        assert candidate(i) == i * 2\n\n" + B._EVALPLUS_CHECK_SRC + B._EVALPLUS_FOUND_SRC)
+         "    for i in range(3):\n        assert candidate(i) == i * 2\n\n"
+         + B._EVALPLUS_CHECK_SRC + B._EVALPLUS_FOUND_SRC)
 
 
 @pytest.mark.parametrize("name,program,tests", CORRECT, ids=[c[0] for c in CORRECT])

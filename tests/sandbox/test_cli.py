@@ -78,7 +78,8 @@ def test_cli_help_and_bad_options():
 
 def test_cli_old_spellings_still_run_with_a_warning(tmp_path):
     jobs, out = tmp_path / "jobs.jsonl", tmp_path / "out.jsonl"
-    write_jobs(jobs, [GOOD, {"id": "slow", "program": "def f():\n    while True: pass\n", "tests": ["assert f() == 1"]}])
+    write_jobs(jobs, [GOOD, {"id": "slow", "program": "def f():\n    while True: pass\n",
+                             "tests": ["assert f() == 1"]}])
     p = subprocess.run([sys.executable, "-m", "sandbox", "run", "--quiet", "--input", str(jobs), "--output", str(out),
                         "--workers", "1", "--timeout-s", "0.3", "--memory-mb", "512"], cwd=ROOT, capture_output=True,
                        text=True, timeout=120)

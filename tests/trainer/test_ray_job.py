@@ -43,8 +43,8 @@ def test_ray_job_submit_on_a_two_node_cluster(tmp_path):
         assert nodes.stdout.strip().splitlines()[-1] == "2", nodes.stderr[-2000:]
         out = tmp_path / "demo"
         job = [RAY, "job", "submit", f"--address=http://127.0.0.1:{dash}", "--working-dir", str(ROOT), "--",
-               "env", f"PYTHON={sys.executable}", f"OUTPUT_DIR={out}", "MAX_STEPS=3", "WARM_STEPS=40", "bash", "launch/demo_cpu.sh",
-               "--eval_steps", "3", "--use_tensorboard", "false"]
+               "env", f"PYTHON={sys.executable}", f"OUTPUT_DIR={out}", "MAX_STEPS=3", "WARM_STEPS=40",
+               "bash", "launch/demo_cpu.sh", "--eval_steps", "3", "--use_tensorboard", "false"]
         for _ in range(30):  # the head's job agent can take a while to come up
             p = subprocess.run(job, env=env, capture_output=True, text=True, timeout=1500)
             if "No available agent to submit job" not in p.stderr:
