@@ -65,7 +65,7 @@ class Trainer:
         self._versions_lock = threading.Lock()  # the driver publishes, the rollout thread loads
         self._stop = False
         self._drain_s = 0.0  # time this step's evaluation and checkpoint waited for queued rollouts
-        resume_from = ckpt.find_resume(cfg.checkpoint.save_path, cfg.checkpoint.resume)
+        resume_from = ckpt.find_resume(ckpt.ckpt_root(cfg.checkpoint.save_path), cfg.checkpoint.resume)
         state = ckpt.load_state(resume_from) if resume_from else None
         if state is not None:
             diffs = ckpt.config_differences(state["config"], cfg.to_dict())
@@ -329,7 +329,7 @@ class Trainer:
     def save(self) -> None:
         cfg = self.cfg.checkpoint
         in_flight = self._drain()  # async: rollouts generated ahead are saved, not regenerated
-        tmp = ckpt.staging_dir(cfg.save_path, self.step)
+        tmp = ckpt.staging_dir(ckpt.ckpt_root(cfg.save_path), self.step)
         self.policy.call("save_checkpoint", None, str(tmp / "policy"), "policy")
         if cfg.save_hf_model:
             self.policy.call("save_hf", None, str(tmp / "hf"), self.cfg.model.pretrain)
@@ -339,7 +339,7 @@ class Trainer:
                  "ref_rng": self.ref.call("rng_state") if self.ref is not None else None,
                  "counters": {"engine_restarts": self.engines.restarts, "reward_restarts": self.rewards.restarts},
                  "rollouts": in_flight}
-        final = ckpt.commit(tmp, cfg.save_path, self.step, state, cfg.max_ckpt_num)
+        final = ckpt.commit(tmp, ckpt.ckpt_root(cfg.save_path), self.step, state, cfg.max_ckpt_num)
         say(f"[ckpt] step {self.step} saved to {final}")
 
     def _restore(self, path, state: dict) -> None:

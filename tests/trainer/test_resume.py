@@ -89,14 +89,14 @@ def test_resume_after_a_kill_is_exact(tiny_model, tiny_records, tmp_path, mode):
 
 
 def test_resume_with_a_different_config_names_the_options(tiny_model, tiny_records, tmp_path):
-    from trainer.checkpoint import commit, staging_dir
+    from trainer.checkpoint import ckpt_root, commit, staging_dir
     from trainer.config import ConfigError, load_config
     from trainer.controller import Trainer
 
     cfg = load_config(base_args(tiny_model, tiny_records, tmp_path))
-    tmp = staging_dir(str(tmp_path), 1)
+    tmp = staging_dir(ckpt_root(str(tmp_path)), 1)
     saved = cfg.to_dict()
     saved["train"]["actor_learning_rate"] = 9.0
-    commit(tmp, str(tmp_path), 1, {"step": 1, "config": saved}, 2)
+    commit(tmp, ckpt_root(str(tmp_path)), 1, {"step": 1, "config": saved}, 2)
     with pytest.raises(ConfigError, match="actor_learning_rate: checkpoint has 9.0"):
         Trainer(cfg)
