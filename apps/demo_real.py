@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     before = greedy_eval(model, held, out / "eval_before.jsonl", cfg, cfg.rollout.engine)
     log(f"[demo_real] held-out greedy pass@1 before RL: {np.mean([v['passed'] for v in before.values()]):.3f}")
 
-    from trainer.checkpoint import complete_checkpoints
+    from trainer.checkpoint import ckpt_root, complete_checkpoints
     from trainer.controller import Trainer
 
     trainer = Trainer(cfg)
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     # The whole run's metrics, resumed segments included (fit() returns only its own segment's).
     history = [rec for _, rec in iter_records(str(Path(cfg.checkpoint.save_path) / "metrics.jsonl"),
                                               on_error=lambda err: None)]  # a torn last line is no step
-    final = complete_checkpoints(cfg.checkpoint.save_path)[-1] / "hf"
+    final = complete_checkpoints(ckpt_root(cfg.checkpoint.save_path))[-1] / "hf"
     after = greedy_eval(str(final), held, out / "eval_after.jsonl", cfg, cfg.rollout.engine)
     heldout_summary = summarize(before, after)
     plot(history, out / "curve.png", "Reinforce++ on SmolLM2-135M-Instruct, MBPP train prompts")

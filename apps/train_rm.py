@@ -5,12 +5,14 @@
 Each micro-batch scores chosen and rejected programs in ONE forward pass; the loss is
 -logsigmoid(r_chosen - r_rejected) averaged in fp32. Option names follow OpenRLHF's train_rm where
 the concept is the same. Works as one process on CPU (gloo) and under the deepspeed/torchrun
-launchers on GPUs. Outputs: SAVE_PATH/metrics.jsonl, TensorBoard, step checkpoints
-(rewards/checkpoint.py) and SAVE_PATH/final, loadable with RewardModel.from_pretrained.
+launchers on GPUs. Outputs: SAVE_PATH/metrics.jsonl, TensorBoard, step checkpoints in
+--ckpt_path (the RL trainer's format, trainer/checkpoint.py) and SAVE_PATH/final, loadable with
+RewardModel.from_pretrained.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -23,11 +25,13 @@ import warnings
 import numpy as np
 import torch
 
-from common.io import atomic_write_text
 from common.options import legacy_int
-from rewards import checkpoint
 from rewards.reward_model import RewardModel, bradley_terry_loss
 from rewards.rm_data import collate, load_pairs, micro_batches, split_by_prompt
+from trainer import checkpoint
+from common.lr_schedule import warmup_cosine_factor
+from common.net import init_distributed
+from trainer.tracking import MetricsLog
 
 log = logging.getLogger("apps.train_rm")
 NEVER = {-1: 0}  # the -1 these options took before (and OpenRLHF takes) is 0, as in every command
@@ -55,9 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--eval_split", type=float, default=0.0, help="fraction of prompts held out for eval when no --eval_dataset")
     a("--save_path", default="./ckpt/rm", help="output dir: metrics.jsonl, tensorboard/, checkpoints/, final/")
     a("--ckpt_path", default=None, help="step checkpoints dir (default: SAVE_PATH/checkpoints)")
-    a("--resume", default=None, help="'auto': newest complete checkpoint in --ckpt_path (fresh start if none); or a checkpoint dir")
+    a("--resume", default=None,
+      help="'auto': newest complete checkpoint in --ckpt_path (fresh start if none); or a checkpoint dir")
     a("--zero_stage", type=int, default=2, help="DeepSpeed ZeRO stage: 0, 1, 2 or 3")
-    a("--bf16", action=argparse.BooleanOptionalAction, default=None, help="bf16 weights (default: on with a GPU, off on CPU)")
+    a("--bf16", action=argparse.BooleanOptionalAction, default=None,
+      help="bf16 weights (default: on with a GPU, off on CPU)")
     a("--learning_rate", type=float, default=1e-5, help="peak AdamW learning rate")
     a("--min_lr_ratio", type=float, default=0.1, help="cosine decays to learning_rate * this")
     a("--lr_warmup_ratio", type=float, default=0.1, help="fraction of steps of linear warmup")
@@ -121,24 +127,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def init_distributed() -> tuple[int, int, torch.device]:
-    """One-process defaults for a plain `python -m` run; gloo on CPU, nccl on GPUs."""
-    import deepspeed
-
-    from common.net import free_port
-
-    if "MASTER_PORT" not in os.environ:  # a free port: other jobs on this host may hold a fixed one
-        os.environ["MASTER_PORT"] = str(free_port())
-    for key, value in dict(MASTER_ADDR="127.0.0.1", RANK="0", WORLD_SIZE="1", LOCAL_RANK="0").items():
-        os.environ.setdefault(key, value)
-    cuda = torch.cuda.is_available()
-    if cuda:
-        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
-    deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo")
-    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
-    return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), device
-
-
 def ds_config(args, world: int, bf16: bool) -> dict:
     zero = {"stage": args.zero_stage, "contiguous_gradients": True}
     if args.zero_stage == 3:
@@ -161,48 +149,48 @@ def ds_config(args, world: int, bf16: bool) -> dict:
     return cfg
 
 
-def lr_lambda(total: int, warmup: int, min_ratio: float):
-    """Linear warmup to 1, then cosine to min_ratio; ``step`` counts optimizer steps done."""
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return f
+TAG = "ds"  # DeepSpeed's tag: its files go to CHECKPOINT/ds/
 
 
-class MetricsLog:
-    """JSON lines in SAVE_PATH/metrics.jsonl and TensorBoard scalars, from rank 0 only."""
+def save_checkpoint(engine, root: str, step: int, trainer_state: dict, max_keep: int, rank: int) -> None:
+    """Checkpoint ``step`` under ``root``: every rank writes its DeepSpeed shard into one staging
+    directory, rank 0 adds the trainer state with every rank's RNG states and commits."""
+    dist = torch.distributed
+    tmp = [checkpoint.staging_dir(root, step) if rank == 0 else None]
+    dist.broadcast_object_list(tmp, src=0)  # the root must be on a filesystem all ranks share
+    engine.save_checkpoint(str(tmp[0]), tag=TAG)
+    rngs = [None] * dist.get_world_size()
+    dist.all_gather_object(rngs, checkpoint.rng_state())
+    if rank == 0:
+        checkpoint.commit(tmp[0], root, step, {**trainer_state, "rank_rng": rngs}, max_keep)
+    dist.barrier()
 
-    def __init__(self, args, rank: int, resumed_step: int):
-        self.on = rank == 0
-        self.path = os.path.join(args.save_path, "metrics.jsonl")
-        self.tb = None
-        if not self.on:
-            return
-        os.makedirs(args.save_path, exist_ok=True)
-        if os.path.exists(self.path):  # rows past the checkpoint we resume from will be logged again
-            with open(self.path, encoding="utf-8") as f:
-                rows = [r for r in f if r.strip() and json.loads(r).get("step", 0) <= resumed_step]
-            atomic_write_text(self.path, "".join(rows))
-        if args.use_tensorboard != "none":
-            from torch.utils.tensorboard import SummaryWriter
-            tb_dir = os.path.join(args.save_path, "tensorboard") if args.use_tensorboard == "auto" else args.use_tensorboard
-            self.tb = SummaryWriter(tb_dir)
 
-    def __call__(self, step: int, metrics: dict) -> None:
-        if not self.on:
-            return
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, **metrics}) + "\n")
-        if self.tb is not None:
-            for k, v in metrics.items():
-                if isinstance(v, (int, float)):
-                    self.tb.add_scalar(k, v, step)
+def load_checkpoint(engine, path, world: int, rank: int) -> dict:
+    """Restore the engine (model, optimizer, scheduler) and this rank's RNG states; return the
+    trainer state."""
+    state = checkpoint.load_state(path)
+    if state["world_size"] != world:
+        raise ValueError(f"--resume {path}: saved with {state['world_size']} processes, now {world}; "
+                         "ZeRO optimizer shards only load into the same world size")
+    load_path, _ = engine.load_checkpoint(str(path), tag=TAG, load_optimizer_states=True,
+                                          load_lr_scheduler_states=True)
+    if load_path is None:
+        raise ValueError(f"--resume {path}: DeepSpeed could not load {os.path.join(path, TAG)}")
+    checkpoint.set_rng_state(state["rank_rng"][rank])
+    return state
 
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+
+def open_metrics(args, rank: int, resumed_step: int) -> MetricsLog | None:
+    """SAVE_PATH/metrics.jsonl and TensorBoard, written by rank 0 (None on the other ranks)."""
+    if rank != 0:
+        return None
+    tb_dir = args.use_tensorboard
+    if tb_dir == "none":
+        tb_dir = None
+    elif tb_dir == "auto":
+        tb_dir = os.path.join(args.save_path, "tensorboard")
+    return MetricsLog(os.path.join(args.save_path, "metrics.jsonl"), resumed_step, tb_dir)
 
 
 def reduce_sums(values: list[float], device) -> list[float]:
@@ -264,7 +252,9 @@ def main(argv=None) -> dict:
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)  # its INFO dumps the whole config
     # ZeRO calls torch.distributed's all_gather_into_tensor / reduce_scatter_tensor every step.
     warnings.filterwarnings("ignore", message=r".*is deprecated. Please use `torch.distributed", category=FutureWarning)
-    rank, world, device = init_distributed()
+    cuda = torch.cuda.is_available()
+    rank, world = init_distributed("cuda" if cuda else "cpu")
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
     bf16 = device.type == "cuda" if args.bf16 is None else args.bf16
     random.seed(args.seed), np.random.seed(args.seed), torch.manual_seed(args.seed)
 
@@ -299,17 +289,22 @@ def main(argv=None) -> dict:
     no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "norm" in n]
     decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "norm" in n)]
     groups = [{"params": decay, "weight_decay": args.l2}, {"params": no_decay, "weight_decay": 0.0}]
-    warmup = math.ceil(args.lr_warmup_ratio * total)
-    schedule = lr_lambda(total, warmup, args.min_lr_ratio)
+    schedule = functools.partial(warmup_cosine_factor, max_steps=total, lr_warmup_ratio=args.lr_warmup_ratio,
+                                 min_lr_ratio=args.min_lr_ratio)
     engine, *_ = deepspeed.initialize(model=model, config=config, model_parameters=groups,
                                       lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule))
 
     state = {"step": 0, "epoch": 0, "micro_batch": 0}
-    resume = checkpoint.latest_checkpoint(args.ckpt_path) if args.resume == "auto" else args.resume
+    resume = checkpoint.find_resume(args.ckpt_path, args.resume or "none")
     if resume:
-        state = checkpoint.load(engine, resume, world)
+        state = load_checkpoint(engine, resume, world, rank)
         log.info("resumed from %s at step %d", resume, state["step"])
-    metrics_log = MetricsLog(args, rank, state["step"])
+    metrics = open_metrics(args, rank, state["step"])
+
+    def log_metrics(step: int, row: dict) -> None:
+        if metrics is not None:
+            metrics.log(step, row)
+
     bar = tqdm(total=total, initial=state["step"], disable=rank != 0, desc="train_rm", dynamic_ncols=True)
     eval_every = args.eval_steps if args.eval_steps > 0 else steps_per_epoch
     step, last_eval, stopped = state["step"], {}, False
@@ -318,8 +313,9 @@ def main(argv=None) -> dict:
     def save(epoch: int, next_micro: int) -> None:
         if next_micro == steps_per_epoch * gas:  # epoch finished: the next position is the next epoch
             epoch, next_micro = epoch + 1, 0
-        checkpoint.save(engine, args.ckpt_path, step, {"step": step, "epoch": epoch, "micro_batch": next_micro,
-                                                       "world_size": world, "args": vars(args)}, args.max_ckpt_num)
+        save_checkpoint(engine, args.ckpt_path, step, {"step": step, "epoch": epoch, "micro_batch": next_micro,
+                                                       "world_size": world, "args": vars(args)}, args.max_ckpt_num,
+                        rank)
 
     for epoch in range(state["epoch"], args.max_epochs):
         batches = micro_batches(len(train), args.micro_train_batch_size, world, rank, args.seed, epoch)
@@ -347,12 +343,12 @@ def main(argv=None) -> dict:
                        "train/lr": engine.get_lr()[0], "train/grad_norm": float(engine.get_global_grad_norm() or 0.0),
                        "train/epoch": epoch + (i + 1) / len(batches), "timing/step_s": dt / args.logging_steps,
                        "perf/tokens_per_s": tok / dt}
-                metrics_log(step, row)
+                log_metrics(step, row)
                 bar.set_postfix(loss=f"{row['train/loss']:.4f}", acc=f"{row['train/acc']:.3f}")
                 sums, tokens, t0 = [0.0, 0.0, 0.0, 0.0], 0, time.time()
             if eval_pairs and (step % eval_every == 0 or step == total):
                 last_eval = evaluate(engine, tokenizer, eval_pairs, args, pad_id, rank, world, device)
-                metrics_log(step, last_eval)
+                log_metrics(step, last_eval)
                 if rank == 0:
                     log.info("step %d: %s", step, json.dumps(last_eval))
             if (args.save_steps > 0 and step % args.save_steps == 0) or step == args.stop_at_step:
@@ -368,8 +364,9 @@ def main(argv=None) -> dict:
         if eval_pairs and not last_eval:
             result.update(evaluate(engine, tokenizer, eval_pairs, args, pad_id, rank, world, device))
         result["final"] = export(engine, tokenizer, args, rank)
-        metrics_log(step, {k: v for k, v in result.items() if k.startswith("eval/")} | {"done": 1})
-    metrics_log.close()
+        log_metrics(step, {k: v for k, v in result.items() if k.startswith("eval/")} | {"done": 1})
+    if metrics is not None:
+        metrics.close()
     return result
 
 

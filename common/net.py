@@ -1,6 +1,7 @@
-"""Picking a TCP port for a process-group rendezvous."""
+"""Process-group rendezvous: a free TCP port, and joining the torch.distributed group."""
 from __future__ import annotations
 
+import os
 import random
 import socket
 
@@ -34,3 +35,25 @@ def free_port(host: str = "") -> int:
     with socket.socket() as s:  # a crowded range: fall back to what the kernel hands out
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def init_distributed(device: str, rank: int | None = None, world_size: int | None = None,
+                     master_addr: str | None = None, master_port: int | None = None) -> tuple[int, int]:
+    """Join the torch.distributed group DeepSpeed uses (NCCL when ``device`` is "cuda", else gloo);
+    returns (rank, world size). Values given here are put into the environment; missing ones come
+    from it (the deepspeed and torchrun launchers set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
+    MASTER_PORT), else a one-process group on a free local port. A group already joined is kept."""
+    import deepspeed
+    import torch
+
+    given = {"RANK": rank, "WORLD_SIZE": world_size, "MASTER_ADDR": master_addr, "MASTER_PORT": master_port}
+    os.environ.update({k: str(v) for k, v in given.items() if v is not None})
+    if "MASTER_PORT" not in os.environ:  # a free port: other jobs on this host may hold a fixed one
+        os.environ["MASTER_PORT"] = str(free_port())
+    for key, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}.items():
+        os.environ.setdefault(key, value)
+    if device == "cuda":
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
+    if not torch.distributed.is_initialized():
+        deepspeed.init_distributed(dist_backend="nccl" if device == "cuda" else "gloo", verbose=False)
+    return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

@@ -1,12 +1,20 @@
-"""Crash-safe checkpoints: written under a temporary name, made current by one rename, rotated only
-after the new one is complete.
+"""Crash-safe training checkpoints, shared by the RL trainer and the reward-model trainer: written
+under a temporary name, made current by one rename, rotated only after the new one is complete.
 
-Layout: SAVE_PATH/checkpoints/step_000012/
+A checkpoint directory holds step checkpoints ``step_000012/`` (6 or more digits). Each holds what
+its trainer saved (DeepSpeed shards, exports), then, written last by ``commit``:
+    trainer_state.pt   the trainer's state: step, data position, RNG states of every rank, ...
+    COMPLETE           a step directory without it is ignored (a save that crashed half-way)
+Staging directories ``.tmp-step_*`` are leftovers of interrupted saves; the next commit deletes them.
+
+The RL trainer's checkpoint directory is SAVE_PATH/checkpoints (``ckpt_root``); the reward-model
+trainer's is its --ckpt_path.
+
+The RL trainer's step directories hold:
     policy/            the DeepSpeed checkpoint (weights, optimizer, scheduler) of every rank
     hf/                a save_pretrained export of the policy (when enabled)
     trainer_state.pt   step, data position, RNG states (controller and every rank), the reward
                        normalisation statistics, counters, config, rollouts generated ahead
-    COMPLETE           written last: a directory without it is ignored
 
 ``CheckpointState`` is mixed into the controller's ``Trainer`` (trainer/controller.py): what a save
 writes and a resume restores, through the Trainer's ``policy``, ``ref``, ``sampler``, ``pipeline``,
@@ -14,6 +22,7 @@ writes and a resume restores, through the Trainer's ``policy``, ``ref``, ``sampl
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
 import re
@@ -29,69 +38,97 @@ from common.io import fsync_dir, fsync_tree
 
 from .tracking import say
 
+log = logging.getLogger(__name__)
+
+COMPLETE = "COMPLETE"
+STATE = "trainer_state.pt"
 _STEP = re.compile(r"^step_(\d{6,})$")
+_STAGING = ".tmp-step_"
 # options that may change between a run and its resumption
 RESUMABLE_CHANGES = {"resume", "max_steps", "save_steps", "max_ckpt_num", "logging_steps", "eval_steps",
-                     "use_tensorboard", "use_wandb", "stop_at_eval_pass_rate", "wandb_project", "wandb_run_name", "progress_bar",
+                     "use_tensorboard", "use_wandb", "stop_at_eval_pass_rate", "wandb_project", "wandb_run_name",
+                     "progress_bar",
                      "reward_timeout_s", "reward_retries", "save_hf_model", "num_episodes",
                      "packing_samples", "logprob_chunk_size", "num_threads"}  # layout of the same computation
 
 
 def ckpt_root(save_path: str) -> Path:
+    """The RL trainer's checkpoint directory."""
     return Path(save_path) / "checkpoints"
 
 
-def complete_checkpoints(save_path: str) -> list[Path]:
-    """Complete checkpoints, oldest first. Half-written ones (no COMPLETE) are skipped."""
-    root = ckpt_root(save_path)
+def step_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    return (Path(path) / COMPLETE).is_file()
+
+
+def complete_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first. Half-written ones (no COMPLETE) are skipped."""
+    root = Path(root)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir()
-             if (m := _STEP.match(p.name)) and (p / "COMPLETE").is_file()]
+    found = []
+    for p in root.iterdir():
+        if not (m := _STEP.match(p.name)):
+            continue
+        if is_complete(p):
+            found.append((int(m.group(1)), p))
+        else:
+            log.warning("ignoring incomplete checkpoint %s (no %s)", p, COMPLETE)
     return [p for _, p in sorted(found)]
 
 
-def find_resume(save_path: str, resume: str) -> Path | None:
-    """'auto': the newest complete checkpoint or None; 'none': None; else that path (must be complete)."""
+def find_resume(root: str | os.PathLike, resume: str) -> Path | None:
+    """'auto': the newest complete checkpoint under ``root`` or None; 'none': None; else that path
+    (it must be complete)."""
     if resume == "none":
         return None
     if resume == "auto":
-        done = complete_checkpoints(save_path)
+        done = complete_checkpoints(root)
         return done[-1] if done else None
     p = Path(resume)
-    if not (p / "COMPLETE").is_file():
-        raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint (no COMPLETE file)")
+    if not is_complete(p):
+        raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint (no {COMPLETE} file)")
     return p
 
 
-def staging_dir(save_path: str, step: int) -> Path:
-    root = ckpt_root(save_path)
+def staging_dir(root: str | os.PathLike, step: int) -> Path:
+    """A fresh directory under ``root`` to write checkpoint ``step`` into, then hand to ``commit``."""
+    root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-step_{step:06d}-{os.getpid()}-{time.monotonic_ns()}"
+    tmp = root / f"{_STAGING}{step:06d}-{os.getpid()}-{time.monotonic_ns()}"
     tmp.mkdir()
     return tmp
 
 
-def commit(tmp: Path, save_path: str, step: int, state: dict[str, Any], max_keep: int) -> Path:
-    """Write the trainer state and the COMPLETE marker, rename into place, then rotate."""
-    torch.save(state, tmp / "trainer_state.pt")
+def commit(tmp: Path, root: str | os.PathLike, step: int, state: dict[str, Any], max_keep: int) -> Path:
+    """Write the trainer state and the COMPLETE marker into ``tmp``, rename it into place as
+    ``step_NNNNNN``, then keep only the newest ``max_keep`` complete checkpoints."""
+    root = Path(root)
+    torch.save(state, tmp / STATE)
     fsync_tree(tmp)
-    (tmp / "COMPLETE").write_text(f"step {step}\n")
-    final = ckpt_root(save_path) / f"step_{step:06d}"
-    if final.exists():  # an older attempt at the same step: replace it only now
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
-    for old in complete_checkpoints(save_path)[:-max_keep]:
+    (tmp / COMPLETE).write_text(f"step {step}\n")
+    final = root / step_name(step)
+    if final.exists():  # an older attempt at the same step: moved aside, replaced, only then deleted
+        aside = root / f"{_STAGING}{step:06d}-replaced-{os.getpid()}-{time.monotonic_ns()}"
+        os.replace(final, aside)
+        os.replace(tmp, final)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    fsync_dir(root)
+    for old in complete_checkpoints(root)[:-max_keep] if max_keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
-    for stale in ckpt_root(save_path).glob(".tmp-step_*"):  # leftovers of crashed saves
-        if stale != tmp:
-            shutil.rmtree(stale, ignore_errors=True)
+    for stale in root.glob(f"{_STAGING}*"):  # leftovers of crashed saves
+        shutil.rmtree(stale, ignore_errors=True)
     return final
 
 
-def load_state(path: Path) -> dict[str, Any]:
-    return torch.load(path / "trainer_state.pt", weights_only=False)
+def load_state(path: str | os.PathLike) -> dict[str, Any]:
+    return torch.load(Path(path) / STATE, weights_only=False)
 
 
 def rng_state() -> dict[str, Any]:
@@ -139,7 +176,7 @@ class CheckpointState:
     def save(self) -> None:
         cfg = self.cfg.checkpoint
         in_flight = self._drain()  # async: rollouts generated ahead are saved, not regenerated
-        tmp = staging_dir(cfg.save_path, self.step)
+        tmp = staging_dir(ckpt_root(cfg.save_path), self.step)
         self.policy.call("save_checkpoint", None, str(tmp / "policy"), "policy")
         if cfg.save_hf_model:
             self.policy.call("save_hf", None, str(tmp / "hf"), self.cfg.model.pretrain)
@@ -150,7 +187,7 @@ class CheckpointState:
                  "reward_norm": self.reward_norm.state_dict(),
                  "counters": {"engine_restarts": self.engines.restarts, "reward_restarts": self.rewards.restarts},
                  "rollouts": in_flight}
-        final = commit(tmp, cfg.save_path, self.step, state, cfg.max_ckpt_num)
+        final = commit(tmp, ckpt_root(cfg.save_path), self.step, state, cfg.max_ckpt_num)
         say(f"[ckpt] step {self.step} saved to {final}")
 
     def _restore(self, path, state: dict) -> None:

@@ -50,8 +50,10 @@ class Trainer(ActorSetup, Evaluation, CheckpointState):
         self.cfg = cfg.validate()
         r, t = cfg.rollout, cfg.train
         size_threads(threads_for(t.num_threads, None))  # the driver's own torch work
-        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model.pretrain, trust_remote_code=cfg.model.trust_remote_code)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model.pretrain,
+                                                       trust_remote_code=cfg.model.trust_remote_code)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
         self.items = load_prompts(cfg.data.prompt_data, self.tokenizer, cfg.data)
         self.eval_items: list[PromptItem] = []
         if cfg.data.eval_data:
@@ -69,7 +71,7 @@ class Trainer(ActorSetup, Evaluation, CheckpointState):
         self._versions_lock = threading.Lock()  # the driver publishes, the rollout thread loads
         self._stop = False
         self._drain_s = 0.0  # time this step's evaluation and checkpoint waited for queued rollouts
-        resume_from = ckpt.find_resume(cfg.checkpoint.save_path, cfg.checkpoint.resume)
+        resume_from = ckpt.find_resume(ckpt.ckpt_root(cfg.checkpoint.save_path), cfg.checkpoint.resume)
         state = ckpt.load_state(resume_from) if resume_from else None
         if state is not None:
             diffs = ckpt.config_differences(state["config"], cfg.to_dict())
@@ -80,7 +82,8 @@ class Trainer(ActorSetup, Evaluation, CheckpointState):
         if not ray.is_initialized():
             ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=True)
         self._build_actors()
-        self.maker = RolloutMaker(cfg, self.items, self.sampler, self.tokenizer, self.pad_id, self.engines, self.rewards,
+        self.maker = RolloutMaker(cfg, self.items, self.sampler, self.tokenizer, self.pad_id, self.engines,
+                                  self.rewards,
                                   (lambda exp: self._logprob_async(self.ref, exp)) if self.ref is not None else None,
                                   self.reward_norm)
         sleeps = t.colocate_all_models and r.vllm_enable_sleep
@@ -207,7 +210,8 @@ class Trainer(ActorSetup, Evaluation, CheckpointState):
     def _metrics(self, exp: Experience, results: list[RewardResult], train: dict, timing: dict,
                  gen_tokens: int, stale: float, policy_lp: torch.Tensor) -> dict:
         mask = exp.action_mask
-        m: dict = {"reward_mean": float(exp.rewards.mean()), "reward_std": float(exp.rewards.std()) if len(exp) > 1 else 0.0}
+        m: dict = {"reward_mean": float(exp.rewards.mean()),
+                   "reward_std": float(exp.rewards.std()) if len(exp) > 1 else 0.0}
         m.update(_pass_rates(results, ""))
         if exp.ref_log_probs is not None:
             m["kl"] = float(masked_mean(policy_lp - exp.ref_log_probs, mask))

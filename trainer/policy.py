@@ -6,6 +6,7 @@ computes log-probs. Both run on CPU (gloo, fp32) or CUDA (NCCL, bf16), ZeRO stag
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import random
@@ -14,22 +15,14 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.utils.checkpoint
 
-from .algorithms import policy_loss
-from .checkpoint import rng_state, set_rng_state
+from . import checkpoint
+from .algorithms import chunked_log_probs, policy_loss
 from .config import RLConfig
 from .experience import Experience, position_ids
+from common.lr_schedule import warmup_cosine_factor
+from common.net import init_distributed
 from .threads import size_threads
-
-
-def init_distributed(rank: int, world_size: int, master_addr: str, master_port: int, device: str) -> None:
-    import deepspeed
-
-    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": os.environ.get("LOCAL_RANK", "0"),
-                       "MASTER_ADDR": master_addr, "MASTER_PORT": str(master_port)})
-    if not torch.distributed.is_initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if device == "cuda" else "gloo", verbose=False)
 
 
 def seed_everything(seed: int) -> None:
@@ -38,24 +31,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def cosine_schedule(total_steps: int, warmup_ratio: float, min_lr_ratio: float):
-    """Linear warmup, then cosine from 1 to min_lr_ratio (as a multiplier of the base lr)."""
-    warmup = max(0, math.ceil(total_steps * warmup_ratio))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return factor
-
-
 class TokenLogProbs(torch.nn.Module):
     """The causal LM as DeepSpeed runs it: returns log p(token) of the last ``num_actions`` tokens at
-    a temperature. Logits are never materialised for more than ``chunk`` tokens per row at once (full
-    vocabulary fp32 logits of a long RL batch would not fit), and with ``checkpoint_chunks`` each
-    chunk's logits are recomputed in the backward pass instead of being kept.
+    a temperature, through ``trainer.algorithms.chunked_log_probs``: logits are never materialised for
+    more than ``chunk_size`` tokens at once (full vocabulary fp32 logits of a long RL batch would not
+    fit), and with ``checkpoint_chunks`` each chunk's logits are recomputed in the backward pass
+    instead of being kept.
 
     With ``packed``, the rows' real tokens are concatenated into one row with positions restarting at
     each sequence and no attention mask: transformers then keeps the sequences apart (varlen kernels
@@ -83,28 +64,15 @@ class TokenLogProbs(torch.nn.Module):
         return flat[index[:, -num_actions - 1:-1]]
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_actions: int, temperature: float,
-                chunk: int, checkpoint_chunks: bool = False, want_entropy: bool = False):
+                chunk_size: int, checkpoint_chunks: bool = False, want_entropy: bool = False):
         hidden = self._hidden(input_ids, attention_mask, num_actions)
-        labels = input_ids[:, -num_actions:]
         head = self.lm.get_output_embeddings()
-
-        def piece(h: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            logits = head(h).float() / temperature
-            logz = torch.logsumexp(logits, dim=-1)
-            lp = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1) - logz
-            ent = (logz - (torch.softmax(logits, -1) * logits).sum(-1)).detach() if want_entropy else logz.new_zeros(())
-            return lp, ent
-
-        lps, ents = [], []
-        for s in range(0, num_actions, chunk):
-            h, y = hidden[:, s:s + chunk], labels[:, s:s + chunk]
-            if checkpoint_chunks:
-                lp, ent = torch.utils.checkpoint.checkpoint(piece, h, y, use_reentrant=False)
-            else:
-                lp, ent = piece(h, y)
-            lps.append(lp)
-            ents.append(ent)
-        return torch.cat(lps, 1), (torch.cat(ents, 1) if want_entropy else None)
+        out = chunked_log_probs(hidden, head.weight, input_ids[:, -num_actions:], temperature, chunk_size,
+                                lm_head_bias=head.bias, return_entropy=want_entropy, use_checkpoint=checkpoint_chunks)
+        if not want_entropy:
+            return out, None
+        lp, ent = out
+        return lp, ent.detach()  # a statistic: no gradient flows through it
 
 
 class PolicyWorker:
@@ -120,7 +88,7 @@ class PolicyWorker:
         self.device = "cuda" if torch.cuda.is_available() and cfg.train.actor_num_gpus_per_node > 0 else "cpu"
         if num_threads:
             size_threads(num_threads)
-        init_distributed(rank, world_size, master_addr, master_port, self.device)
+        init_distributed(self.device, rank, world_size, master_addr, master_port)
         seed_everything(cfg.train.seed + rank)
         bf16 = cfg.model.bf16 and self.device == "cuda"
         t = cfg.train
@@ -157,12 +125,22 @@ class PolicyWorker:
             else:
                 optimizer = torch.optim.AdamW(params, lr=t.actor_learning_rate, betas=tuple(t.adam_betas),
                                               weight_decay=t.l2)
-            scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer, cosine_schedule(total_steps, t.lr_warmup_ratio, t.min_lr_ratio))
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(
+                warmup_cosine_factor, max_steps=total_steps, lr_warmup_ratio=t.lr_warmup_ratio,
+                min_lr_ratio=t.min_lr_ratio))
         else:
             model.requires_grad_(False)
+        module = TokenLogProbs(model, packed=t.packing_samples)
+        if zero == 3:
+            # chunked_log_probs reads the LM head's weights outside the head's forward: registered with
+            # the module whose forward reads them, ZeRO-3 gathers them for its forward and backward
+            # (DeepSpeed would register them on the first such read too; explicit, it is not left to that)
+            head = model.get_output_embeddings()
+            for p in (head.weight, head.bias):
+                if p is not None:
+                    deepspeed.zero.register_external_parameter(module, p)
         self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=TokenLogProbs(model, packed=t.packing_samples), optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
+            model=module, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config)
         self.lm = self.engine.module.lm  # the Hugging Face model: names, saving, weight sync
         if not train:
             self.engine.eval()
@@ -176,9 +154,8 @@ class PolicyWorker:
         engine's forward (ZeRO-3 counts its micro-steps there: bypassing it loses accumulated grads)."""
         seq = exp.sequences.to(self.device)
         att = exp.attention_mask.to(self.device)
-        chunk = max(1, self.cfg.train.logprob_chunk_size // max(1, len(exp)))
-        return self.engine(seq, att, exp.num_actions, temperature if temperature > 0 else 1.0, chunk,
-                           checkpoint_chunks=with_grad, want_entropy=want_entropy)
+        return self.engine(seq, att, exp.num_actions, temperature if temperature > 0 else 1.0,
+                           self.cfg.train.logprob_chunk_size, checkpoint_chunks=with_grad, want_entropy=want_entropy)
 
     @torch.no_grad()
     def compute_log_probs(self, exp: Experience, temperature: float) -> torch.Tensor:
@@ -330,10 +307,10 @@ class PolicyWorker:
                                     load_lr_scheduler_states=self.train_mode)
 
     def rng_state(self) -> dict:
-        return rng_state()
+        return checkpoint.rng_state()
 
     def set_rng_state(self, state: dict) -> None:
-        set_rng_state(state)
+        checkpoint.set_rng_state(state)
 
     def ping(self) -> bool:
         return True

@@ -1,5 +1,8 @@
 """Metrics: JSON lines always (SAVE_PATH/metrics.jsonl), TensorBoard by default, Weights & Biases
-when configured, and a summary table at the end of a run."""
+when configured, and a summary table at the end of a run.
+
+``MetricsLog`` (JSON lines and TensorBoard) serves both trainers: the RL trainer through
+``Tracker``, the reward-model trainer directly."""
 from __future__ import annotations
 
 import json
@@ -8,31 +11,29 @@ import os
 import sys
 from typing import Any
 
+from data_prep.io import atomic_write_text
+
 from .config import RLConfig
 
 
-class Tracker:
-    def __init__(self, cfg: RLConfig, resumed_step: int = 0):
-        self.cfg = cfg
-        os.makedirs(cfg.checkpoint.save_path, exist_ok=True)
-        self.path = os.path.join(cfg.checkpoint.save_path, "metrics.jsonl")
+class MetricsLog:
+    """Append-only JSON lines, one flushed line per record, plus TensorBoard scalars when
+    ``tensorboard_dir`` is given. Resumable: opening it with ``resumed_step`` cuts the lines of later
+    steps (they will be produced again), so the file holds each step once, and a torn last line (a
+    crash mid-write) is dropped."""
+
+    def __init__(self, path: str, resumed_step: int = 0, tensorboard_dir: str | None = None):
+        self.path = path
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._drop_steps_after(resumed_step)
         self._jsonl = open(self.path, "a", encoding="utf-8")
-        self.history: list[dict] = []
-        self._tb = self._wandb = None
-        if cfg.logging.use_tensorboard:
+        self._tb = None
+        if tensorboard_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(cfg.checkpoint.save_path, "tensorboard"))
-        if cfg.logging.use_wandb:
-            import wandb
-
-            self._wandb = wandb.init(project=cfg.logging.wandb_project, name=cfg.logging.wandb_run_name or None,
-                                     config=cfg.to_dict(), resume="allow", dir=cfg.checkpoint.save_path)
+            self._tb = SummaryWriter(tensorboard_dir)
 
     def _drop_steps_after(self, step: int) -> None:
-        """On resume, lines of steps the restored checkpoint does not include are cut (they will be
-        produced again), so metrics.jsonl holds each step exactly once."""
         if not os.path.exists(self.path):
             return
         keep = []
@@ -44,23 +45,45 @@ class Tracker:
                     continue  # a torn last line
                 if rec.get("step", 0) <= step:
                     keep.append(line if line.endswith("\n") else line + "\n")
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(keep)
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(keep))
 
-    def log(self, step: int, metrics: dict[str, Any]) -> None:
+    def log(self, step: int, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Write one record ``{"step": step, **metrics}`` (tensors as numbers, non-finite floats as
+        null) and return it; numbers also go to TensorBoard."""
         rec = {"step": step, **{k: _clean(v) for k, v in metrics.items()}}
-        self.history.append(rec)
         self._jsonl.write(json.dumps(rec) + "\n")
         self._jsonl.flush()
-        scalars = {k: v for k, v in rec.items() if isinstance(v, (int, float)) and k != "step"}
         if self._tb is not None:
-            for k, v in scalars.items():
+            for k, v in _scalars(rec).items():
                 self._tb.add_scalar(k, v, step)
             self._tb.flush()
+        return rec
+
+    def close(self) -> None:
+        self._jsonl.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+class Tracker:
+    def __init__(self, cfg: RLConfig, resumed_step: int = 0):
+        self.cfg = cfg
+        save_path = cfg.checkpoint.save_path
+        self.metrics = MetricsLog(os.path.join(save_path, "metrics.jsonl"), resumed_step,
+                                  os.path.join(save_path, "tensorboard") if cfg.logging.use_tensorboard else None)
+        self.history: list[dict] = []
+        self._wandb = None
+        if cfg.logging.use_wandb:
+            import wandb
+
+            self._wandb = wandb.init(project=cfg.logging.wandb_project, name=cfg.logging.wandb_run_name or None,
+                                     config=cfg.to_dict(), resume="allow", dir=save_path)
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        rec = self.metrics.log(step, metrics)
+        self.history.append(rec)
         if self._wandb is not None:
-            self._wandb.log(scalars, step=step)
+            self._wandb.log(_scalars(rec), step=step)
 
     def summary(self, keys: tuple[str, ...] = ("reward_mean", "pass_rate", "kl", "response_length",
                                                 "timing/step")) -> str:
@@ -74,11 +97,13 @@ class Tracker:
         return "\n".join(rows)
 
     def close(self) -> None:
-        self._jsonl.close()
-        if self._tb is not None:
-            self._tb.close()
+        self.metrics.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def _scalars(rec: dict[str, Any]) -> dict[str, int | float]:
+    return {k: v for k, v in rec.items() if isinstance(v, (int, float)) and k != "step"}
 
 
 def _clean(v: Any) -> Any:

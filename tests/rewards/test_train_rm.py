@@ -12,10 +12,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from apps.train_rm import build_parser, main, parse_args
+from apps.train_rm import build_parser, main, open_metrics, parse_args
 from common.io import RecordError, write_records
-from rewards import checkpoint
+from common.lr_schedule import warmup_cosine_factor
 from rewards.rm_data import load_pairs
+from trainer import checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OPENRLHF_NAMES = ["--pretrain", "--dataset", "--save_path", "--zero_stage", "--learning_rate", "--train_batch_size",
@@ -124,6 +125,9 @@ def test_zero_training_on_cpu_learns(tiny_lm, pairs_file, tmp_path, stage, extra
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     assert [r["step"] for r in rows if "train/loss" in r] == list(range(1, 15))
     assert [r["step"] for r in rows if "eval/acc" in r and "done" not in r] == [7, 14]
+    # the shared schedule (trainer/lr_schedule.py): 2 warmup steps of 14, cosine to 0.1 x lr
+    assert [r["train/lr"] for r in rows if "train/lr" in r] == pytest.approx(
+        [5e-4 * warmup_cosine_factor(s, max_steps=14, lr_warmup_ratio=0.1, min_lr_ratio=0.1) for s in range(1, 15)])
     assert rows[-1]["done"] == 1
     assert os.listdir(tmp_path / "tensorboard")
     # The export loads as a RewardModel and reproduces what the trainer reported.
@@ -147,13 +151,16 @@ def test_resume_is_exact_and_skips_half_written_checkpoints(tiny_lm, pairs_file,
                        "--stop_at_step", "5"))
     assert first["stopped"] and not os.path.exists(tmp_path / "b" / "final")
     ckpts = tmp_path / "b" / "checkpoints"
-    assert sorted(os.listdir(ckpts)) == ["step_00000004", "step_00000005"]  # rotation kept the newest 2
-    state = json.load(open(ckpts / "step_00000005" / checkpoint.STATE))
+    assert sorted(os.listdir(ckpts)) == ["step_000004", "step_000005"]  # rotation kept the newest 2
+    state = checkpoint.load_state(ckpts / "step_000005")
     assert (state["step"], state["epoch"], state["micro_batch"]) == (5, 0, 10)
     # A later checkpoint that never completed (crash mid-save): resume must not pick it.
-    (ckpts / "step_00000010" / "ds").mkdir(parents=True)
-    (ckpts / "step_00000010" / "trainer_state.json").write_text("{garbage")
-    assert checkpoint.latest_checkpoint(str(ckpts)).endswith("step_00000005")
+    (ckpts / "step_000010" / "ds").mkdir(parents=True)
+    (ckpts / "step_000010" / checkpoint.STATE).write_text("{garbage")
+    assert checkpoint.find_resume(str(ckpts), "auto").name == "step_000005"
+    # The stopped run died mid-write of a metrics line: the resumed run drops it (no crash).
+    with open(tmp_path / "b" / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write('{"step": 6, "train/lo')
     second = main(_argv(tiny_lm, pairs_file, tmp_path / "b", *common, "--resume", "auto"))
     assert second["step"] == 14
     a, b = _weights(straight["final"]), _weights(second["final"])
@@ -172,7 +179,22 @@ def test_resume_auto_without_checkpoints_starts_fresh(tiny_lm, pairs_file, tmp_p
     result = main(_argv(tiny_lm, pairs_file, tmp_path, "--resume", "auto", "--stop_at_step", "1",
                         "--eval_dataset", pairs_file, "--eval_steps", "1"))
     assert result["step"] == 1 and result["stopped"] and result["eval/pairs"] == 288
-    assert checkpoint.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("step_00000001")
+    assert checkpoint.find_resume(str(tmp_path / "checkpoints"), "auto").name == "step_000001"
+
+
+def test_metrics_resume_drops_later_steps_and_a_torn_last_line(tiny_lm, pairs_file, tmp_path):
+    """A crash mid-write leaves a torn last line in metrics.jsonl; resuming must not fail on it (the
+    RL trainer's logger, the same MetricsLog, drops it too)."""
+    args = parse_args(_argv(tiny_lm, pairs_file, tmp_path, "--use_tensorboard", "none"))
+    rows = [json.dumps({"step": s, "train/loss": 0.5}) + "\n" for s in (1, 2, 3)]
+    (tmp_path / "metrics.jsonl").write_text("".join(rows) + '{"step": 4, "train/lo')
+    metrics = open_metrics(args, rank=0, resumed_step=2)
+    metrics.log(3, {"train/loss": 0.25, "train/grad_norm": float("nan")})
+    metrics.close()
+    assert [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [
+        {"step": 1, "train/loss": 0.5}, {"step": 2, "train/loss": 0.5},
+        {"step": 3, "train/loss": 0.25, "train/grad_norm": None}]
+    assert open_metrics(args, rank=1, resumed_step=2) is None  # only rank 0 writes
 
 
 def test_launch_script_passes_arguments_through(tmp_path):

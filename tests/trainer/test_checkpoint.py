@@ -1,37 +1,42 @@
 """Checkpoint layout rules: atomic commit, rotation after completion, incomplete ones ignored."""
+import random
+
+import numpy as np
 import pytest
+import torch
 
 from trainer import checkpoint as ckpt
 
 
 def make(save, step, keep=3, payload="x"):
-    tmp = ckpt.staging_dir(str(save), step)
+    tmp = ckpt.staging_dir(ckpt.ckpt_root(str(save)), step)
     (tmp / "policy").mkdir()
     (tmp / "policy" / "weights.bin").write_text(payload)
-    return ckpt.commit(tmp, str(save), step, {"step": step, "config": {}}, keep)
+    return ckpt.commit(tmp, ckpt.ckpt_root(str(save)), step, {"step": step, "config": {}}, keep)
 
 
 def test_commit_rotation_and_resume_choice(tmp_path):
-    assert ckpt.find_resume(str(tmp_path), "auto") is None  # nothing yet: start fresh
+    root = ckpt.ckpt_root(str(tmp_path))
+    assert ckpt.find_resume(root, "auto") is None  # nothing yet: start fresh
     (tmp_path / "checkpoints").mkdir()
-    assert ckpt.find_resume(str(tmp_path), "auto") is None  # an empty directory too
+    assert ckpt.find_resume(root, "auto") is None  # an empty directory too
     for step in (1, 2, 3, 4):
         make(tmp_path, step, keep=2)
-    names = [p.name for p in ckpt.complete_checkpoints(str(tmp_path))]
+    names = [p.name for p in ckpt.complete_checkpoints(root)]
     assert names == ["step_000003", "step_000004"]
     # a save that crashed half-way (no COMPLETE) is ignored, then cleaned up by the next commit
-    tmp = ckpt.staging_dir(str(tmp_path), 5)
+    tmp = ckpt.staging_dir(root, 5)
     (tmp / "policy").mkdir()
     bad = tmp_path / "checkpoints" / "step_000006"
     bad.mkdir()
-    assert ckpt.find_resume(str(tmp_path), "auto").name == "step_000004"
+    assert ckpt.find_resume(root, "auto").name == "step_000004"
     make(tmp_path, 7, keep=2)
     assert not tmp.exists()
-    assert ckpt.find_resume(str(tmp_path), "auto").name == "step_000007"
-    assert ckpt.load_state(ckpt.find_resume(str(tmp_path), "auto"))["step"] == 7
-    assert ckpt.find_resume(str(tmp_path), "none") is None
+    assert ckpt.find_resume(root, "auto").name == "step_000007"
+    assert ckpt.load_state(ckpt.find_resume(root, "auto"))["step"] == 7
+    assert ckpt.find_resume(root, "none") is None
     with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
-        ckpt.find_resume(str(tmp_path), str(bad))
+        ckpt.find_resume(root, str(bad))
 
 
 def test_old_checkpoints_are_deleted_only_after_the_new_one_is_complete(tmp_path, monkeypatch):
@@ -43,7 +48,7 @@ def test_old_checkpoints_are_deleted_only_after_the_new_one_is_complete(tmp_path
     monkeypatch.setattr(ckpt.torch, "save", crash)
     with pytest.raises(OSError):
         make(tmp_path, 2, keep=1)
-    assert [p.name for p in ckpt.complete_checkpoints(str(tmp_path))] == ["step_000001"]
+    assert [p.name for p in ckpt.complete_checkpoints(ckpt.ckpt_root(str(tmp_path)))] == ["step_000001"]
 
 
 def test_config_differences_name_the_options():
@@ -114,3 +119,22 @@ def test_cuda_rng_states_are_restored_per_device_and_their_absence_is_fine(monke
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     ckpt.set_rng_state({**state, "cuda": cuda_states})  # made with CUDA, resumed without it
     assert restored == [(7, 0)]
+
+
+def test_a_second_save_of_the_same_step_replaces_the_first(tmp_path):
+    """A re-run that reaches a saved step again (the reward-model trainer after a resume): the newer
+    copy is made current, the older one is removed, no staging directory is left."""
+    make(tmp_path, 1, keep=2)
+    make(tmp_path, 2, keep=2, payload="first")
+    make(tmp_path, 2, keep=2, payload="second")
+    root = ckpt.ckpt_root(str(tmp_path))
+    assert [p.name for p in ckpt.complete_checkpoints(root)] == ["step_000001", "step_000002"]
+    assert (root / "step_000002" / "policy" / "weights.bin").read_text() == "second"
+    assert sorted(p.name for p in root.iterdir()) == ["step_000001", "step_000002"]
+
+
+def test_rng_state_round_trip():
+    state = ckpt.rng_state()
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    ckpt.set_rng_state(state)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected

@@ -23,7 +23,8 @@ DETERMINISTIC = ("reward_mean", "reward_std", "kl", "policy_loss", "entropy", "g
                  "approx_kl", "response_length", "pass_rate", "engine_policy_logprob_diff", "lr", "staleness",
                  "dynamic_filtering/rounds", "dynamic_filtering/dropped_frac",
                  "dynamic_filtering/zero_std_groups_trained")
-MODES = {"sync": [], "async_dynamic_filtering": ["--async_train", "--dynamic_filtering", "--dynamic_filtering_max_rounds", "3"],
+MODES = {"sync": [],
+         "async_dynamic_filtering": ["--async_train", "--dynamic_filtering", "--dynamic_filtering_max_rounds", "3"],
          # reward-model scores normalised with running statistics: they live in the driver, shared by
          # two reward actors, and the checkpoint carries them (the rollout generated ahead included)
          "async_rm_normalized": ["--async_train", "--reward", "tests,rm", "--reward_weights", "1,0.5",
@@ -60,8 +61,8 @@ def test_resume_after_a_kill_is_exact(tiny_model, tiny_records, tmp_path, mode, 
         # statistics
         records = [json.loads(line) for line in Path(tiny_records).read_text().splitlines()]
         tiny_records = str(tmp_path / "records.jsonl")
-        Path(tiny_records).write_text("".join(json.dumps({**r, "program_prefix": f"def add{i}(a, b):\n    return a + b\n"})
-                                              + "\n" for i, r in enumerate(records)))
+        prefixed = [{**r, "program_prefix": f"def add{i}(a, b):\n    return a + b\n"} for i, r in enumerate(records)]
+        Path(tiny_records).write_text("".join(json.dumps(r) + "\n" for r in prefixed))
     p = subprocess.run(cmd(tiny_model, tiny_records, straight, *extra), cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
@@ -109,14 +110,14 @@ def test_resume_after_a_kill_is_exact(tiny_model, tiny_records, tmp_path, mode, 
 
 
 def test_resume_with_a_different_config_names_the_options(tiny_model, tiny_records, tmp_path):
-    from trainer.checkpoint import commit, staging_dir
+    from trainer.checkpoint import ckpt_root, commit, staging_dir
     from trainer.config import ConfigError, load_config
     from trainer.controller import Trainer
 
     cfg = load_config(base_args(tiny_model, tiny_records, tmp_path))
-    tmp = staging_dir(str(tmp_path), 1)
+    tmp = staging_dir(ckpt_root(str(tmp_path)), 1)
     saved = cfg.to_dict()
     saved["train"]["actor_learning_rate"] = 9.0
-    commit(tmp, str(tmp_path), 1, {"step": 1, "config": saved}, 2)
+    commit(tmp, ckpt_root(str(tmp_path)), 1, {"step": 1, "config": saved}, 2)
     with pytest.raises(ConfigError, match="actor_learning_rate: checkpoint has 9.0"):
         Trainer(cfg)
