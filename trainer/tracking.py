@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from data_prep.io import atomic_write_text
+from common.io import atomic_write_text
 
 from .config import RLConfig
 
