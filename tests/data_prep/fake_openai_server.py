@@ -52,6 +52,14 @@ class _Handler(BaseHTTPRequestHandler):
             fake.attempts[key] += 1
             fake.in_flight += 1
             fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+        counted = [True]
+
+        def done() -> None:
+            with fake.lock:
+                if counted[0]:
+                    fake.in_flight -= 1
+                    counted[0] = False
+
         try:
             reply = fake.responder(body, attempt)
             time.sleep(reply.delay_s)
@@ -64,12 +72,15 @@ class _Handler(BaseHTTPRequestHandler):
                     "model": body.get("model"), "usage": usage,
                     "choices": [{"index": i, "message": {"role": "assistant", "content": t},
                                  "finish_reason": reply.finish_reason} for i, t in enumerate(reply.texts)]})
+            # The request stops counting as in flight before its reply goes out: a client that got
+            # the reply may send its next request before this thread runs again, and counting both
+            # overstated the client's concurrency under load (CI saw 3 for a limit of 2).
+            done()
             self._send(reply.status, text, reply.headers)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout) before we answered
         finally:
-            with fake.lock:
-                fake.in_flight -= 1
+            done()
 
     def _send(self, status: int, text: str, headers: dict) -> None:
         data = text.encode("utf-8")
