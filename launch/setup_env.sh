@@ -15,7 +15,7 @@ NEEDED_MODULES="${NEEDED_MODULES:-torch, ray, deepspeed, accelerate, transformer
 
 need_apt=()
 command -v bwrap >/dev/null 2>&1 || need_apt+=(bubblewrap)
-ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need_apt+=(libseccomp2)
+ldconfig -p 2>/dev/null | grep 'libseccomp\.so\.2' >/dev/null || need_apt+=(libseccomp2)  # no grep -q: an early exit kills ldconfig with SIGPIPE and pipefail fails the test
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "[setup] installing ${need_apt[*]} with apt-get" >&2

@@ -47,3 +47,19 @@ def vllm_importable() -> str | None:
     except Exception as err:  # noqa: BLE001 - any import failure means no vLLM tests
         return f"vLLM is not importable: {type(err).__name__}: {err}"
     return None
+
+
+def build_tiny_rm(backbone: str, path: str) -> str:
+    """A reward model on ``backbone`` and its tokenizer, saved at ``path``, its head random and not
+    small so that scores differ between answers (the tiny_rm fixtures of tests/rewards and tests/trainer)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from rewards.reward_model import RewardModel
+
+    torch.manual_seed(3)
+    rm = RewardModel.from_pretrained(backbone)
+    rm.v_head.summary.weight.data.normal_(std=1.0)
+    rm.save_pretrained(path)
+    AutoTokenizer.from_pretrained(backbone).save_pretrained(path)
+    return path

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import build_tiny_rm
+
 from tests.rewards.synthetic import build_tiny_model, make_pairs
 
 
@@ -23,15 +25,4 @@ def pairs_file(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_rm(tiny_lm, tmp_path_factory) -> str:
     """A reward model on the tiny backbone with a random (not small) head, so scores differ."""
-    import torch
-    from transformers import AutoTokenizer
-
-    from rewards.reward_model import RewardModel
-
-    path = str(tmp_path_factory.mktemp("tiny_rm"))
-    torch.manual_seed(3)
-    rm = RewardModel.from_pretrained(tiny_lm)
-    rm.v_head.summary.weight.data.normal_(std=1.0)
-    rm.save_pretrained(path)
-    AutoTokenizer.from_pretrained(tiny_lm).save_pretrained(path)
-    return path
+    return build_tiny_rm(tiny_lm, str(tmp_path_factory.mktemp("tiny_rm")))

@@ -3,6 +3,8 @@ import os
 
 import pytest
 
+from tests.conftest import build_tiny_rm
+
 
 @pytest.fixture(scope="session")
 def ray_local():
@@ -42,15 +44,4 @@ def tiny_records(tmp_path_factory):
 def tiny_rm(tiny_model, tmp_path_factory):
     """A reward model on the tiny policy's backbone and tokenizer, its head random and not small so
     that scores differ between answers."""
-    import torch
-    from transformers import AutoTokenizer
-
-    from rewards.reward_model import RewardModel
-
-    path = str(tmp_path_factory.mktemp("tiny_rm"))
-    torch.manual_seed(3)
-    rm = RewardModel.from_pretrained(tiny_model)
-    rm.v_head.summary.weight.data.normal_(std=1.0)
-    rm.save_pretrained(path)
-    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(path)
-    return path
+    return build_tiny_rm(tiny_model, str(tmp_path_factory.mktemp("tiny_rm")))
