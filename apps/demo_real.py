@@ -39,7 +39,8 @@ def log(msg: str) -> None:
 # ----------------------------------------------------------------------------- evaluation
 def greedy_eval(model_dir: str, records: list[dict], out_path: Path, cfg, engine_kind: str,
                 chunk: int = 64) -> dict[str, dict]:
-    """Greedy pass@1 of ``model_dir`` per record (``{id: {"set", "passed", "pass_rate"}}``), appended to
+    """Greedy pass@1 of ``model_dir`` per record (``{id: {"set", "passed", "pass_rate"}}``; a program's
+    tests stop at its first failure, so ``pass_rate`` is a lower bound), appended to
     ``out_path`` chunk by chunk (generate ``chunk`` prompts, score them, write them): a killed evaluation
     keeps what it finished, and records already there are not evaluated again."""
     from tqdm import tqdm
@@ -92,8 +93,10 @@ def _eval_chunk(engine, tok, pool, recs: list[dict], prompts: list[list[int]], m
 
     comps = engine.generate(prompts, SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens))
     answers = {r["id"]: tok.decode(c.response_ids, skip_special_tokens=True) for r, c in zip(recs, comps)}
-    jobs = [Job(r["id"], extract_code(answers[r["id"]]), tuple(r["test_cases"]), setup=r.get("test_setup") or "")
-            for r in recs]
+    # pass@1 needs only "every test passed": the tests after a program's first failure are skipped
+    # (HumanEval+ tasks carry up to ~1,000 plus tests, and nearly every answer fails an early one).
+    jobs = [Job(r["id"], extract_code(answers[r["id"]]), tuple(r["test_cases"]), setup=r.get("test_setup") or "",
+                stop_at_first_failure=True) for r in recs]
     verdicts = {res.id: (bool(res.all_passed), res.pass_rate)
                 for res in pool.imap([j for j in jobs if j.program.strip()])}
     return [{"id": r["id"], "set": _set_of(r), "passed": verdicts.get(r["id"], (False, 0.0))[0],
