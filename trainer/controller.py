@@ -4,6 +4,10 @@
           actors at once; trainer/rollout.py) -> policy and reference log-probs -> advantages ->
           policy update -> publish the new weights to the engines
 
+When a step is one on-policy optimizer step without a reference model (one epoch, one train batch,
+sync), the policy's log-prob pass is skipped: it would equal the update's own first forward, which
+then serves as the old log-probs (ratio exactly 1) and as the stale-weights check.
+
 With --async_train the rollout of step k+q (q = --async_queue_size) generates on the engines while
 the policy trains on step k, with the weights of step k-1; the PPO ratio then uses the engines'
 log-probs (the behaviour policy's). With --colocate_all_models --vllm_enable_sleep the engines
@@ -141,23 +145,22 @@ class Trainer(ActorSetup, Evaluation, CheckpointState):
         results = ro.results
         gen_tokens = int(exp.action_mask.sum())
 
+        mask = exp.action_mask
+        staleness = self.policy_version - ro.weight_version
+        fused = self._one_on_policy_update(len(exp), staleness)
         t0 = time.perf_counter()
-        lp_refs = self._logprob_async(self.policy, exp)
-        ref_lp = ro.ref_log_probs(exp.num_actions) if self.ref is not None else None
-        ref_refs = self._logprob_async(self.ref, exp) if self.ref is not None and ref_lp is None else None
-        policy_lp = torch.cat(ray.get(lp_refs), 0)
-        exp.ref_log_probs = torch.cat(ray.get(ref_refs), 0) if ref_refs is not None else ref_lp
+        policy_lp = None
+        if not fused:
+            lp_refs = self._logprob_async(self.policy, exp)
+            ref_lp = ro.ref_log_probs(exp.num_actions) if self.ref is not None else None
+            ref_refs = self._logprob_async(self.ref, exp) if self.ref is not None and ref_lp is None else None
+            policy_lp = torch.cat(ray.get(lp_refs), 0)
+            exp.ref_log_probs = torch.cat(ray.get(ref_refs), 0) if ref_refs is not None else ref_lp
+            gap = float(masked_mean((exp.engine_log_probs - policy_lp).abs(), mask))
+            self._check_engine_gap(step, staleness, gap)
         timing["logprob"] = time.perf_counter() - t0
         exp.rewards = torch.tensor([res.value for res in results], dtype=torch.float32)
         exp.info["reward_status"] = [res.status for res in results]
-
-        mask = exp.action_mask
-        staleness = self.policy_version - ro.weight_version
-        gap = float(masked_mean((exp.engine_log_probs - policy_lp).abs(), mask))
-        if r.max_logprob_diff and staleness == 0 and gap > r.max_logprob_diff:
-            raise StepFailed(f"step {step}: the engines' log-probs differ from the policy's by {gap:.3f} on "
-                             f"average (> max_logprob_diff={r.max_logprob_diff}): stale or wrong weights in the "
-                             "rollout engines")
         # On the driver's CPU: a few element-wise passes over [N, T] (milliseconds), and the driver
         # holds no GPU in Ray's accounting, so it must not create a CUDA context on the actors' GPUs.
         exp.advantages, exp.returns = compute_advantages(
@@ -165,11 +168,15 @@ class Trainer(ActorSetup, Evaluation, CheckpointState):
             estimator=t.advantage_estimator, kl_coef=t.init_kl_coef, kl_estimator=t.kl_estimator,
             gamma=t.gamma, group_size=r.n_samples_per_prompt, reward_clip=t.reward_clip_range)
         # the PPO ratio is taken against the policy that sampled: off-policy, that is the engines'
-        exp.old_log_probs = exp.engine_log_probs * mask if t.async_train else policy_lp
+        exp.old_log_probs = exp.engine_log_probs * mask if t.async_train else policy_lp  # None when fused
 
         t0 = time.perf_counter()
         train_stats = self._train(exp, step)
         timing["train"] = time.perf_counter() - t0
+        train_gap = train_stats.pop("engine_logprob_gap")
+        if fused:  # measured in the update's own forward, before its optimizer step
+            gap = train_gap
+            self._check_engine_gap(step, staleness, gap)
         t0 = time.perf_counter()
         self.policy_version += 1
         self._publish()
@@ -180,6 +187,21 @@ class Trainer(ActorSetup, Evaluation, CheckpointState):
             m.update({"dynamic_filtering/dropped_frac": ro.dropped_frac, "dynamic_filtering/rounds": ro.rounds,
                       "dynamic_filtering/zero_std_groups_trained": ro.zero_std_groups_trained})
         return m
+
+    def _one_on_policy_update(self, n: int, staleness: int) -> bool:
+        """True when the policy's log-prob pass would repeat the update's own first forward: one
+        optimizer step (one epoch, fewer than two train batches), sampled with the current weights,
+        and nothing else reads the policy's log-probs before the update (no reference model: the KL
+        term needs them for the advantages)."""
+        t = self.cfg.train
+        return (not t.async_train and t.max_epochs == 1 and n < 2 * t.train_batch_size and staleness == 0
+                and self.ref is None)
+
+    def _check_engine_gap(self, step: int, staleness: int, gap: float) -> None:
+        limit = self.cfg.rollout.max_logprob_diff
+        if limit and staleness == 0 and gap > limit:
+            raise StepFailed(f"step {step}: the engines' log-probs differ from the policy's by {gap:.3f} on "
+                             f"average (> max_logprob_diff={limit}): stale or wrong weights in the rollout engines")
 
     def _logprob_async(self, group: ActorGroup, exp: Experience) -> list:
         world = len(group.actors)
@@ -203,7 +225,8 @@ class Trainer(ActorSetup, Evaluation, CheckpointState):
                     per_rank[rank].append(exp.select(part.tolist()))
         stats = self.policy.call("train_steps", [(per_rank[i], tokens, self.cfg.rollout.temperature)
                                                  for i in range(world)])
-        out = {k: sum(s[k] for s in stats) for k in ("policy_loss", "clip_frac", "approx_kl", "entropy")}
+        out = {k: sum(s[k] for s in stats)
+               for k in ("policy_loss", "clip_frac", "approx_kl", "entropy", "engine_logprob_gap")}
         out.update(grad_norm=stats[0]["grad_norm"], lr=stats[0]["lr"])
         return out
 

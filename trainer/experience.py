@@ -28,7 +28,8 @@ class Experience:
     action_mask: torch.Tensor  # [N, T] bool
     engine_log_probs: torch.Tensor  # [N, T] log-probs the rollout engine reported
     rewards: torch.Tensor | None = None  # [N]
-    old_log_probs: torch.Tensor | None = None  # [N, T] the policy's, recomputed before the update
+    old_log_probs: torch.Tensor | None = None  # [N, T] the behaviour policy's; None: the update's own first
+    # forward, detached (one on-policy optimizer step: the controller then skips the separate log-prob pass)
     ref_log_probs: torch.Tensor | None = None  # [N, T]
     advantages: torch.Tensor | None = None  # [N, T]
     returns: torch.Tensor | None = None  # [N, T]

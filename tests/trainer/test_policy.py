@@ -70,3 +70,46 @@ def test_log_probs_and_one_accumulated_step_match_plain_pytorch(tiny_model, stag
         loss.backward()
     norm = torch.sqrt(sum((p.grad ** 2).sum() for p in ref_model.parameters()))
     assert stats["grad_norm"] == pytest.approx(float(norm), rel=1e-4)
+
+
+def test_fused_old_log_probs_give_the_recomputed_update(tiny_model):
+    """old_log_probs=None (one on-policy update: the controller skips the log-prob pass) must take the
+    step the recomputed old log-probs take, and measure the engine gap in that forward."""
+    from transformers import AutoTokenizer
+
+    pad = AutoTokenizer.from_pretrained(tiny_model).pad_token_id
+    stats, weights = [], []
+    for fused in (False, True):
+        exp = experience(pad)
+        w = worker(tiny_model, 2, free_port())
+        lp = w.compute_log_probs(exp, 1.0)
+        exp.engine_log_probs = (lp + 0.25) * exp.action_mask  # an engine 0.25 nats off on every token
+        exp.old_log_probs = None if fused else lp
+        exp.rewards = torch.tensor([1.0, 0.0, 1.0, 0.0])
+        exp.advantages, exp.returns = compute_advantages(exp.rewards, lp, None, exp.action_mask,
+                                                         estimator="reinforce_baseline", group_size=2)
+        stats.append(w.train_steps([exp], [float(exp.action_mask.sum())], 1.0))
+        weights.append(torch.cat([p.detach().flatten() for p in w.lm.parameters()]))
+    assert stats[1]["grad_norm"] == pytest.approx(stats[0]["grad_norm"], rel=1e-5)
+    assert stats[1]["policy_loss"] == pytest.approx(stats[0]["policy_loss"], rel=1e-5, abs=1e-7)
+    assert torch.allclose(weights[0], weights[1], atol=1e-6)
+    assert stats[1]["engine_logprob_gap"] == pytest.approx(0.25, abs=1e-4)
+    assert stats[0]["engine_logprob_gap"] == 0.0  # measured by the controller's pass instead
+
+
+def test_cpu_bf16_autocast_runs_the_forward_in_bf16(tiny_model):
+    from transformers import AutoTokenizer
+
+    exp = experience(AutoTokenizer.from_pretrained(tiny_model).pad_token_id)
+    w = worker(tiny_model, 2, free_port())
+    fp32 = w.compute_log_probs(exp, 1.0)
+    w.cfg.model.cpu_bf16_autocast = True
+    bf16 = w.compute_log_probs(exp, 1.0)
+    assert bf16.dtype == torch.float32  # logits upcast before the softmax
+    assert not torch.equal(bf16, fp32)  # bf16 matmuls really ran
+    assert torch.allclose(bf16, fp32, atol=0.1)
+    exp.old_log_probs, exp.rewards = None, torch.tensor([1.0, 0.0, 1.0, 0.0])
+    exp.advantages, exp.returns = compute_advantages(exp.rewards, fp32, None, exp.action_mask,
+                                                     estimator="reinforce_baseline", group_size=2)
+    stats = w.train_steps([exp], [float(exp.action_mask.sum())], 1.0)
+    assert stats["grad_norm"] > 0 and all(p.dtype == torch.float32 for p in w.lm.parameters())
