@@ -20,7 +20,10 @@ def test_real_model_loop_two_steps(ray_local, smollm2, data_dir, tmp_path):
             "--curve_tasks", "2", "--data_dir", str(data_dir), "--",
             "--rollout_batch_size", "2", "--n_samples_per_prompt", "2", "--train_batch_size", "4",
             "--micro_train_batch_size", "2", "--generate_max_len", "48", "--save_steps", "1", "--eval_steps", "2",
-            "--progress_bar", "false"]
+            "--progress_bar", "false", "--dynamic_filtering_max_rounds", "2",
+            # fp32 policy: the engine/policy log-prob check below is then exact to 1e-3 (bf16 autocast
+            # gives ~0.02 on SmolLM2, too close to what a missed sync after one small step would show)
+            "--cpu_bf16_autocast", "false"]
     assert demo_real.main(args) == 0
     s = json.loads((out / "summary.json").read_text())
     h = s["heldout"]
@@ -35,6 +38,8 @@ def test_real_model_loop_two_steps(ray_local, smollm2, data_dir, tmp_path):
     metrics = [json.loads(x) for x in (out / "rl" / "metrics.jsonl").read_text().splitlines()]
     trained = [m for m in metrics if "engine_policy_logprob_diff" in m]
     assert len(trained) == 2
+    # one on-policy update per step (4 samples, train_batch_size 4): no separate log-prob pass
+    assert all(m["timing/logprob"] < 0.01 for m in trained), trained
     # vLLM (CPU, fp32) and the DeepSpeed policy agree after every weight sync: the sync took.
     assert all(m["engine_policy_logprob_diff"] < 1e-3 for m in trained), trained
     assert (out / "curve.png").stat().st_size > 1000
