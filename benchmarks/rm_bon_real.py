@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> dict:
         batch = min(args.rm_batch, n_pairs["train"])  # a small pool (a quick run) is one batch
         cmd = [sys.executable, "-m", "apps.train_rm", "--pretrain", model, "--dataset", str(export["train"]),
                "--save_path", str(rm_dir), "--zero_stage", "2", "--train_batch_size", str(batch),
-               "--micro_train_batch_size", str(min(4, batch)), "--max_len", str(args.rm_max_len), "--learning_rate", str(args.rm_lr),
+               "--micro_train_batch_size", str(min(4, batch)), "--max_len", str(args.rm_max_len),
+               "--learning_rate", str(args.rm_lr),
                "--max_epochs", str(args.rm_epochs), "--lr_warmup_ratio", "0.1", "--use_tensorboard", "none",
                "--seed", str(args.seed)]
         if n_pairs["heldout"]:
