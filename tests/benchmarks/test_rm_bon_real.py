@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def test_rm_best_of_n_pipeline_on_smollm2(ray_local, smollm2, data_dir, tmp_path):
+def test_rm_best_of_n_pipeline_on_smollm2(smollm2, data_dir, tmp_path):
     from tests.conftest import vllm_importable
 
     if (why := vllm_importable()) is not None:
