@@ -13,13 +13,15 @@ identity (``evalplus-reference-<tag>.json`` under the cache dir), with one entry
 task content; the file is rewritten atomically under a lock, merged with what other processes wrote.
 
 Measuring: the canonical solution runs on groups of its tests in the sandbox (the job's CPU time minus
-that of the same program with an empty test); a group that used less than ``min_time_limit / factor``
+that of the same program with an empty test, and minus the CPU of the children that computed expected
+values without the program, such as MBPP+/HumanEval+'s ``ref_func(x)``: EvalPlus times the call alone,
+and counting the reference function too made such tasks' limits twice EvalPlus'); a group that used less than ``min_time_limit / factor``
 needs no finer look (each of its tests gets the floor), a slower one is split in eight until single
 tests are timed. So a task whose reference is fast everywhere costs two sandbox runs. Times below that
 resolution are stored as the group's time: an upper bound, enough for the formula.
 
-Where this differs from EvalPlus: a budget covers the whole test as the sandbox runs it (the call, and
-for tests that compare inside the sandbox, such as a reference function's output, that work too), and
+Where this differs from EvalPlus: a budget covers the test as the program's child runs it (the call and
+the encoding of its value; for the tests that still compare inside the sandbox, that work too), and
 so does the reference time it comes from; EvalPlus times the call alone. EvalPlus' per-task wall cap
 (60 s for all inputs together) is not copied: the pool's ``program_timeout_s`` bounds a program.
 
@@ -46,6 +48,7 @@ MIN_TIME_LIMIT_S = 1.0  # evalplus/config.py DEFAULT_MIN_TIME_LIMIT
 TIME_LIMIT_FACTOR = 4.0  # evalplus/config.py DEFAULT_GT_TIME_LIMIT_FACTOR
 CACHE_ENV = "ACECODER_CACHE_DIR"
 _EMPTY_TEST = "pass"
+_METHOD = 2  # how reference times are measured; 2: expected values' CPU not counted (older caches re-measure)
 _SPLIT = 8  # a slow group is split in this many parts: few levels, each slow test re-timed rarely
 
 
@@ -87,7 +90,7 @@ def machine_identity(pool) -> dict[str, Any]:
     except OSError:
         pass
     python = pool.cfg.python or getattr(sys, "_base_executable", None) or sys.executable
-    return {"host": platform.node(), "machine": platform.machine(), "cpu": cpu, "cpus": os.cpu_count(),
+    return {"method": _METHOD, "host": platform.node(), "machine": platform.machine(), "cpu": cpu, "cpus": os.cpu_count(),
             "python": os.path.realpath(python), "python_version": pool.workers[0].info.get("python", "")}
 
 
@@ -162,7 +165,7 @@ def measure_reference_times(recs: list[dict], pool, limits: EvalPlusLimits, time
                 for r, g in frontier]
         nxt = []
         for (rec, group), res in zip(frontier, pool.run_many(jobs)):
-            spent = max(0.0, res.cpu_s - overhead[rec["id"]])
+            spent = max(0.0, res.cpu_s - res.expected_cpu_s - overhead[rec["id"]])
             if len(group) == 1:
                 out = res.tests[0]
                 times[rec["id"]][group[0]] = timeout_s if out.status == "timeout" else spent

@@ -134,7 +134,7 @@ class SandboxPool:
         """Stop-at-first-failure: a wrong value is only known here, so the tests go in chunks of 1, 4, 16, ...
         (the program runs afresh for each) and no chunk starts after one with a failure."""
         tests: list[TestResult] = []
-        output, cpu, wall, start, size = "", 0.0, 0.0, 0, 1
+        output, cpu, expected_cpu, wall, start, size = "", 0.0, 0.0, 0.0, 0, 1
         while start < len(plans):
             end = min(len(plans), start + size)
             budgets = job.test_timeouts_s[start:end] if job.test_timeouts_s is not None else None
@@ -142,11 +142,13 @@ class SandboxPool:
             r = self._run_on(w, part, plans[start:end])
             tests += r.tests
             output, cpu, wall = output or r.output, cpu + r.cpu_s, wall + r.wall_s
+            expected_cpu += r.expected_cpu_s
             if not r.all_passed:
                 break
             start, size = end, size * 4
         tests += [TestResult("failed")] * (len(plans) - len(tests))  # replaced by `skipped` below
-        return Result(job.id, tuple(skip_after_failure(tests)), output=output, cpu_s=cpu, wall_s=wall)
+        return Result(job.id, tuple(skip_after_failure(tests)), output=output, cpu_s=cpu,
+                      expected_cpu_s=expected_cpu, wall_s=wall)
 
     def imap(self, jobs: Iterable[Job], lookahead: int | None = None) -> Iterator[Result]:
         """Results in input order, while up to ``lookahead`` later jobs run or wait (default 2048 per

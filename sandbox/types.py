@@ -52,8 +52,11 @@ class Result:
     id: str
     tests: tuple[TestResult, ...]
     output: str = ""  # the program's first stdout/stderr bytes
-    cpu_s: float = 0.0
+    cpu_s: float = 0.0  # every child of the job, the ones in expected_cpu_s included
     wall_s: float = 0.0
+    # CPU of the children that computed expected values without the program ("clean" holes such as
+    # ``ref_func(x)``): what the program's own tests did not spend
+    expected_cpu_s: float = 0.0
 
     @property
     def passed(self) -> int:

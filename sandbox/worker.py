@@ -278,7 +278,8 @@ class Worker:
         if job.stop_at_first_failure:
             results = skip_after_failure(results)
         return Result(job.id, tuple(results), output=st.output.decode("utf-8", errors="replace"),
-                      cpu_s=_float(st.stats.get("cpu_s", 0.0)), wall_s=time.monotonic() - t0)
+                      cpu_s=_float(st.stats.get("cpu_s", 0.0)),
+                      expected_cpu_s=_float(st.stats.get("expected_cpu_s", 0.0)), wall_s=time.monotonic() - t0)
 
     def _slot_memory(self, memory_mb: int) -> int:
         return slot_memory_bytes(self.cfg, memory_mb)

@@ -58,6 +58,20 @@ def test_limits_from_measured_reference_and_the_cache(pool, tmp_path):
         ReferenceTimeCache(tmp_path, machine_identity(pool))._load()
 
 
+# Expected values from a reference function (MBPP+/HumanEval+'s ``ref_func`` shape) that is slow on
+# input 3, while the canonical solution is fast: EvalPlus times the call alone, so every limit is the floor.
+SLOW_EXPECTED = {"id": "slow_expected", "source": "synthetic", "canonical_solution": "def f(x):\n    return x + 1\n",
+                 "test_setup": BURN + "def ref_func(x):\n    if x == 3:\n        _burn(0.6)\n    return x + 1\n",
+                 "test_cases": [f"assert f({i}) == ref_func({i})" for i in range(6)]}
+
+
+def test_expected_values_cpu_is_not_the_references(pool, tmp_path):
+    [res] = pool.run_many([Job("e", SLOW_EXPECTED["canonical_solution"], tuple(SLOW_EXPECTED["test_cases"]),
+                               setup=SLOW_EXPECTED["test_setup"])])
+    assert res.all_passed and 0.5 <= res.expected_cpu_s <= res.cpu_s  # ref_func ran apart, and is reported
+    assert evalplus_time_limits([SLOW_EXPECTED], pool, cache_dir=tmp_path)["slow_expected"] == (1.0,) * 6
+
+
 def test_stop_at_first_failure(pool):
     prog = BURN + "def f(x):\n    _burn({1: 10, 2: 1.5}.get(x, 0))\n    return x + 1\n"
     tests = ["assert f(0) == 1", "assert f(1) == 2", "assert f(2) == 3", "assert f(3) == 99", "assert f(4) == 5"]
