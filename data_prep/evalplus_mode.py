@@ -15,9 +15,9 @@ task content; the file is rewritten atomically under a lock, merged with what ot
 Measuring: the canonical solution runs on groups of its tests in the sandbox (the job's CPU time minus
 that of the same program with an empty test, and minus the CPU of the children that computed expected
 values without the program, such as MBPP+/HumanEval+'s ``ref_func(x)``: EvalPlus times the call alone,
-and counting the reference function too made such tasks' limits twice EvalPlus'); a group that used less than ``min_time_limit / factor``
-needs no finer look (each of its tests gets the floor), a slower one is split in eight until single
-tests are timed. So a task whose reference is fast everywhere costs two sandbox runs. Times below that
+and counting the reference function too made such tasks' limits twice EvalPlus'); a group that used
+less than ``min_time_limit / factor`` needs no finer look (each of its tests gets the floor), a slower
+one is split in eight until single tests are timed. So a task whose reference is fast everywhere costs two sandbox runs. Times below that
 resolution are stored as the group's time: an upper bound, enough for the formula.
 
 Where this differs from EvalPlus: a budget covers the test as the program's child runs it (the call and
@@ -90,7 +90,8 @@ def machine_identity(pool) -> dict[str, Any]:
     except OSError:
         pass
     python = pool.cfg.python or getattr(sys, "_base_executable", None) or sys.executable
-    return {"method": _METHOD, "host": platform.node(), "machine": platform.machine(), "cpu": cpu, "cpus": os.cpu_count(),
+    return {"method": _METHOD, "host": platform.node(),  # how, where and with what the times were taken
+            "machine": platform.machine(), "cpu": cpu, "cpus": os.cpu_count(),
             "python": os.path.realpath(python), "python_version": pool.workers[0].info.get("python", "")}
 
 
