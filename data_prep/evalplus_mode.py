@@ -17,8 +17,8 @@ that of the same program with an empty test, and minus the CPU of the children t
 values without the program, such as MBPP+/HumanEval+'s ``ref_func(x)``: EvalPlus times the call alone,
 and counting the reference function too made such tasks' limits twice EvalPlus'); a group that used
 less than ``min_time_limit / factor`` needs no finer look (each of its tests gets the floor), a slower
-one is split in eight until single tests are timed. So a task whose reference is fast everywhere costs two sandbox runs. Times below that
-resolution are stored as the group's time: an upper bound, enough for the formula.
+one is split in eight until single tests are timed. So a task whose reference is fast everywhere costs
+two sandbox runs. Times below that resolution are stored as the group's time: an upper bound, enough for the formula.
 
 Where this differs from EvalPlus: a budget covers the test as the program's child runs it (the call and
 the encoding of its value; for the tests that still compare inside the sandbox, that work too), and
