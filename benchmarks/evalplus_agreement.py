@@ -232,12 +232,32 @@ def compare(ds: str, cands: list[dict], ep: dict, ep_again: dict, ours: dict, mo
     return rep
 
 
+def read_samples(path: str) -> list[dict]:
+    """EvalPlus-format samples; apps.bon_eval's rows (``humanevalplus_12`` with its answers as ``samples``)
+    become one sample per answer, its code extracted by the rule the test reward uses."""
+    from common.extract import extract_code
+
+    out = []
+    for line in open(path, encoding="utf-8"):
+        if not line.strip():
+            continue
+        s = json.loads(line)
+        if "samples" in s:
+            name, _, num = s["id"].rpartition("_")
+            task = {"humanevalplus": "HumanEval", "mbppplus": "Mbpp", "mbpp": "Mbpp"}[name] + "/" + num
+            out += [{"task_id": task, "solution": extract_code(a)} for a in s["samples"]]
+        else:
+            out.append(s)
+    return out
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default="humaneval,mbpp")
     p.add_argument("--limit", type=int, default=0, help="K tasks per dataset, evenly spread (0: all), plus the "
                                                          "tasks EvalPlus gets wrong")
-    p.add_argument("--samples", default="", help="JSONL of real samples: task_id and solution or completion")
+    p.add_argument("--samples", default="", help="JSONL of real samples: EvalPlus' (task_id and solution or "
+                                                 "completion) or apps.bon_eval's samples.jsonl (id and samples)")
     p.add_argument("--workers", type=int, default=2, help="parallel slots, for EvalPlus and for us")
     p.add_argument("--modes", default="default,evalplus", help="our modes to compare")
     p.add_argument("--blocks", type=int, default=4, help="EvalPlus and ours take turns on this many blocks")
@@ -246,15 +266,16 @@ def main(argv=None) -> dict:
     p.add_argument("--output_dir", default="outputs/evalplus_agreement")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from data_prep.benchmarks import _read_jsonl, load_benchmark
+    from data_prep.benchmarks import load_benchmark
+    from data_prep.benchmarks.files import read_jsonl
     from sandbox import SandboxPool
 
     os.makedirs(args.output_dir, exist_ok=True)
-    samples = [json.loads(x) for x in open(args.samples) if x.strip()] if args.samples else []
+    samples = read_samples(args.samples) if args.samples else []
     report = {"uptime_start": os.popen("uptime").read().strip(), "datasets": {}}
     with SandboxPool(workers=args.workers, timeout_s=20.0, memory_mb=4096, program_timeout_s=300.0) as pool:
         for ds in args.datasets.split(","):
-            rows = {r["task_id"]: r for r in _read_jsonl(Path(args.data_dir) / DATA[ds][0])}
+            rows = {r["task_id"]: r for r in read_jsonl(Path(args.data_dir) / DATA[ds][0])}
             ids = list(rows)
             if args.limit:
                 ids = sorted({ids[i * len(ids) // args.limit] for i in range(args.limit)}

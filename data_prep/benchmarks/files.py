@@ -54,7 +54,7 @@ def data_file(filename: str, data_dir: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]

@@ -7,7 +7,7 @@ import os
 
 from common.schema import AceCodeRecord
 
-from .files import _parse, _read_jsonl, data_file
+from .files import _parse, read_jsonl, data_file
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def split_check(test_src: str, entry_point: str) -> tuple[str | None, list[str]]
 def load_humaneval(data_dir: str | os.PathLike | None = None) -> list[AceCodeRecord]:
     """HumanEval (164 tasks). ``extra['test_conversion']`` says ``split`` or ``check_fallback``."""
     recs = []
-    for row in _read_jsonl(data_file("HumanEval.jsonl.gz", data_dir)):
+    for row in read_jsonl(data_file("HumanEval.jsonl.gz", data_dir)):
         ep = row["entry_point"]
         split = split_check(row["test"], ep)
         if split is not None:

@@ -7,7 +7,7 @@ import os
 
 from common.schema import AceCodeRecord
 
-from .files import _nl, _parse, _read_jsonl, data_file
+from .files import _nl, _parse, read_jsonl, data_file
 
 
 def _entry_point(code: str, tests: list[str]) -> str | None:
@@ -30,7 +30,7 @@ def _entry_point(code: str, tests: list[str]) -> str | None:
 def load_mbpp(data_dir: str | os.PathLike | None = None) -> list[AceCodeRecord]:
     """MBPP, full (974 tasks): ``text``, ``code``, ``test_list``; ``challenge_test_list`` kept apart."""
     recs = []
-    for row in _read_jsonl(data_file("mbpp.jsonl", data_dir)):
+    for row in read_jsonl(data_file("mbpp.jsonl", data_dir)):
         code = _nl(row["code"])
         tests = [_nl(t).strip() for t in row["test_list"]]
         challenge = [_nl(t).strip() for t in row["challenge_test_list"]]

@@ -10,7 +10,7 @@ from typing import Any
 from common.schema import AceCodeRecord
 from sandbox import oracles
 
-from .files import _parse, _read_jsonl, data_file
+from .files import _parse, read_jsonl, data_file
 from .literals import _render_checked, _Unconvertible, literal
 
 log = logging.getLogger(__name__)
@@ -161,8 +161,8 @@ def _load_plus(dataset: str, data_dir: str | os.PathLike | None) -> list[AceCode
         base_file, origin_file, prefix = "HumanEvalPlus.jsonl.gz", "HumanEvalPlus-OriginFmt.jsonl.gz", "humanevalplus"
     else:
         base_file, origin_file, prefix = "MbppPlus.jsonl.gz", "MbppPlus-OriginFmt.jsonl.gz", "mbppplus"
-    base = _read_jsonl(data_file(base_file, data_dir))
-    origin = {str(r["task_id"]).split("/")[-1]: r for r in _read_jsonl(data_file(origin_file, data_dir))}
+    base = read_jsonl(data_file(base_file, data_dir))
+    origin = {str(r["task_id"]).split("/")[-1]: r for r in read_jsonl(data_file(origin_file, data_dir))}
     recs = []
     for row in base:
         num = row["task_id"].split("/")[1]

@@ -1,0 +1,54 @@
+"""benchmarks/evalplus_agreement.py, our side of it (EvalPlus itself lives in its own venv and is not
+installed in CI): the candidates it makes from a real HumanEval+ task, the samples it reads, and our
+verdicts on them in both modes."""
+import json
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+@pytest.fixture(scope="module")
+def pool():
+    from sandbox import SandboxPool
+
+    with SandboxPool(workers=2, timeout_s=20.0, memory_mb=4096, program_timeout_s=300.0) as p:
+        yield p
+
+
+def test_samples_in_both_formats(tmp_path):
+    import evalplus_agreement as ea
+
+    path = tmp_path / "s.jsonl"
+    rows = [{"id": "humanevalplus_12", "samples": ["```python\ndef f():\n    return 1\n```", "no code"]},
+            {"task_id": "Mbpp/2", "solution": "def g(): pass"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = ea.read_samples(str(path))
+    assert [s["task_id"] for s in got] == ["HumanEval/12", "HumanEval/12", "Mbpp/2"]
+    assert got[0]["solution"].strip() == "def f():\n    return 1" and got[2]["solution"] == "def g(): pass"
+
+
+def test_our_verdicts_on_a_real_task_in_both_modes(pool, data_dir, tmp_path):
+    import evalplus_agreement as ea
+    from data_prep.benchmarks import load_benchmark
+    from data_prep.benchmarks.files import read_jsonl
+
+    row = next(r for r in read_jsonl(data_dir / "HumanEvalPlus.jsonl.gz") if r["task_id"] == "HumanEval/0")
+    rec = next(r.to_dict() for r in load_benchmark("humanevalplus", data_dir) if r.id == "humanevalplus_0")
+    rec["n_base"] = len(dict.fromkeys(json.dumps(x) for x in row["base_input"]))
+    made = dict(ea.candidates(row, "humaneval", floats=False))
+    assert {"canonical", "mutant_return", "slow_first_call", "slow_x6", "slow_2ms"} <= set(made)
+    cands = [{"cid": k, "task_id": "HumanEval/0", "kind": k, "solution": made[k]}
+             for k in ("canonical", "mutant_return", "slow_first_call")]
+    args = Namespace(output_dir=str(tmp_path))
+    default, _, _ = ea.run_ours(args, {"HumanEval/0": rec}, cands, "default", pool)
+    evalplus, _, setup_s = ea.run_ours(args, {"HumanEval/0": rec}, cands, "evalplus", pool)
+    assert default["canonical"]["plus"] and evalplus["canonical"]["plus"]
+    assert not default["mutant_return"]["base"] and not evalplus["mutant_return"]["base"]
+    # 1.3 s of CPU on the first call: within the fixed budget, past EvalPlus' 1 s floor
+    assert default["slow_first_call"]["plus"] and not evalplus["slow_first_call"]["base"]
+    assert evalplus["slow_first_call"]["timeout"] and setup_s > 0
