@@ -290,7 +290,7 @@ def main(argv=None) -> dict:
             for t in ids:
                 floats = rows[t]["atol"] != 0 or any("_evalplus_check(" in x for x in recs[t]["test_cases"])
                 made = candidates(rows[t], ds, floats)
-                made += [("sample", s.get("solution") or rows[t]["prompt"] + s["completion"])
+                made += [("sample", s["solution"] if "solution" in s else rows[t]["prompt"] + s["completion"])
                          for s in samples if s["task_id"] == t]
                 cands += [{"cid": f"{t}#{j}:{kind}", "task_id": t, "kind": kind, "solution": code}
                           for j, (kind, code) in enumerate(made)]
