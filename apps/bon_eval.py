@@ -10,8 +10,9 @@ their extra inputs as tests and get larger per-test time and memory budgets.
 
 --evalplus_mode scores as EvalPlus 0.3.1 does, on CPU time: each test's budget is max(1 s, 4 x the
 canonical solution's CPU time on it), reference times measured once per machine and cached
-(data_prep/evalplus_mode.py), and a program stops at its first failing test. The default keeps the
-fixed budgets above and runs every test.
+(data_prep/evalplus_mode.py), a program stops at its first failing test, and expected values computed
+by a reference function are computed once per task, as EvalPlus' ground truth is
+(sandbox/expected_cache.py). The default keeps the fixed budgets above and runs every test.
 
 Prompts: records with ``program_prefix`` (completion style, e.g. the CPU demo's tasks) are prompted
 with the prefix as plain text and the program is prefix + answer. All others use the chat template
@@ -284,7 +285,8 @@ def execute(args, name: str, recs: list[dict], answers: dict[str, list[str]], po
                 if program.strip() and key not in out and key not in jobs:
                     jobs[key] = Job(key, program, tuple(rec["test_cases"]), setup=rec.get("test_setup") or "",
                                     timeout_s=limits[0], memory_mb=limits[1],
-                                    test_timeouts_s=budgets.get(rec["id"]), stop_at_first_failure=stop)
+                                    test_timeouts_s=budgets.get(rec["id"]), stop_at_first_failure=stop,
+                                    reuse_expected=args.evalplus_mode)
         t0 = time.time()
         for i, res in enumerate(pool.imap(jobs.values()), 1):
             statuses = [t.status for t in res.tests]

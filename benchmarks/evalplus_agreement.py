@@ -183,7 +183,8 @@ def run_ours(args, recs: dict, cands: list[dict], mode: str, pool) -> tuple[dict
         rec = recs[c["task_id"]]
         jobs.append(Job(c["cid"], c["solution"], tuple(rec["test_cases"]), setup=rec.get("test_setup") or "",
                         timeout_s=bon.plus_timeout_s, memory_mb=bon.plus_memory_mb,
-                        test_timeouts_s=budgets.get(rec["id"]), stop_at_first_failure=mode == "evalplus"))
+                        test_timeouts_s=budgets.get(rec["id"]), stop_at_first_failure=mode == "evalplus",
+                        reuse_expected=mode == "evalplus"))
     t0 = time.time()
     results = pool.run_many(jobs)
     wall = time.time() - t0

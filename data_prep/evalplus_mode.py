@@ -28,7 +28,8 @@ so does the reference time it comes from; EvalPlus times the call alone. EvalPlu
 Use from Python (``apps.bon_eval --evalplus_mode`` does this)::
 
     budgets = evalplus_time_limits(records, pool)  # {record id: one CPU budget per test}
-    Job(rid, program, tests, setup=setup, test_timeouts_s=budgets[rid], stop_at_first_failure=True)
+    Job(rid, program, tests, setup=setup, test_timeouts_s=budgets[rid], stop_at_first_failure=True,
+        reuse_expected=True)  # expected values (ref_func) computed once, as EvalPlus' ground truth
 """
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from typing import Iterable, Iterator
 
 from . import cgroups as cg
 from .checks import TestPlan, plan_test
+from .expected_cache import ExpectedValueCache
 from .isolation import SandboxUnavailable, UidLease, check_host
 from .types import Job, Result, SandboxConfig, TestResult
 from .verdicts import skip_after_failure
@@ -60,7 +61,9 @@ class SandboxPool:
         try:
             self._setup_limits()
             uids = self._uids.uids if self._uids else [None] * cfg.workers
-            self.workers = [Worker(i, cfg, self._spawner, uids[i], self.cgroups) for i in range(cfg.workers)]
+            self.expected = ExpectedValueCache()  # for jobs with reuse_expected, shared by the workers
+            self.workers = [Worker(i, cfg, self._spawner, uids[i], self.cgroups, self.expected)
+                            for i in range(cfg.workers)]
             with ThreadPoolExecutor(cfg.workers) as ex:
                 list(ex.map(lambda w: w.start(), self.workers))
         except BaseException:

@@ -21,6 +21,9 @@ class Job:
     memory_mb: int | None = None  # address-space limit; None: the pool's default
     test_timeouts_s: tuple[float, ...] | None = None  # per-test CPU budgets, one per test (overrides timeout_s)
     stop_at_first_failure: bool = False  # tests after the first one that does not pass are skipped
+    # expected values computed without the program (``ref_func(x)``) are computed once per pool and
+    # reused by later jobs with the same setup and test (sandbox/expected_cache.py)
+    reuse_expected: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tests", tuple(self.tests))

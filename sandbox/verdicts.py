@@ -42,6 +42,9 @@ class JobState:
         self.stats: dict = {}
         self.finished = False
         self.tampered = False
+        # holes whose encoded values are kept for the pool's expected-value cache: (test, hole) -> key
+        self.keep: dict[tuple[int, int], bytes] = {}
+        self.kept: dict[tuple[int, int], bytes] = {}
 
     def apply(self, frame: bytes, index: dict[int, int]) -> None:
         kind, n = frame[:1], len(frame)
@@ -53,7 +56,9 @@ class JobState:
                 raise ProtocolError(f"{kind!r} frame for a test this job does not have")
             j = _KJ.unpack_from(frame, 1)[1] if kind != b"D" else 0
             if kind == b"V":
-                self.values[i].setdefault(j, _decode(frame[7:]))
+                self.values[i].setdefault(j, decode_hole(frame[7:]))
+                if (i, j) in self.keep:
+                    self.kept.setdefault((i, j), frame[7:])
             elif kind == b"E" and j == _NO_EXPR:
                 self.exc[i] = self.exc[i] or _json(frame[7:])
             elif kind == b"E":
@@ -94,7 +99,8 @@ class JobState:
             raise ProtocolError(f"unknown frame type {kind!r}")
 
 
-def _decode(payload: bytes) -> object:
+def decode_hole(payload: bytes) -> object:
+    """A hole's value as a V frame carries it; a malformed one is a raised ``UnencodableValue``."""
     try:
         return decode_value(payload)
     except DecodeError as e:

@@ -23,11 +23,12 @@ from typing import Callable
 
 from . import cgroups as cg
 from .checks import TestPlan
+from .expected_cache import ExpectedValueCache, hole_key
 from .isolation import (HARNESS_PATH, SandboxUnavailable, bwrap_argv, data_fd, discover_interpreter, kill_uid,
                         seccomp_filter_fd, unsafe_argv)
 from .rewrite import ProgramNames, clean_holes, plan_setup
 from .types import Job, Result, SandboxConfig, TestResult
-from .verdicts import JobState, ProtocolError, _json, judge, skip_after_failure
+from .verdicts import JobState, ProtocolError, _json, decode_hole, judge, skip_after_failure
 
 _HDR = struct.Struct(">I")
 _SEQ = struct.Struct(">I")
@@ -67,8 +68,9 @@ class Worker:
     """One sandbox slot: a bwrap process running the harness, restarted when it breaks."""
 
     def __init__(self, slot: int, cfg: SandboxConfig, spawner: Spawner, uid: int | None,
-                 cgroups: cg.SlotCgroups | None):
+                 cgroups: cg.SlotCgroups | None, expected: ExpectedValueCache | None = None):
         self.slot, self.cfg, self.spawner, self.uid, self.cgroups = slot, cfg, spawner, uid, cgroups
+        self.expected = expected  # the pool's expected values, for jobs with reuse_expected
         self.proc: subprocess.Popen | None = None
         self._buf = bytearray()
         self._stderr = bytearray()
@@ -210,6 +212,8 @@ class Worker:
         wall = cfg.wall_factor * timeout + 1.0
         names = ProgramNames(job.program)
         tests = [plans[i].to_wire(i, clean_holes(plans[i], setup, names)) for i in runnable]
+        if job.reuse_expected and self.expected is not None:
+            self._reuse_expected(tests, plans, setup.src, st)
         if job.test_timeouts_s is not None:  # per-test budgets: the harness times each test by its own
             for t in tests:
                 t["cpu_s"] = job.test_timeouts_s[t["k"]]
@@ -267,6 +271,9 @@ class Worker:
             self.kill()  # bwrap's monitor is gone: the job finished, but start afresh next time
         elif self.proc is not None and st.stats.get("scratch_left"):
             self.kill()  # the harness could not empty /tmp: no later program may see what is left
+        if not broken and not st.tampered and self.expected is not None:
+            for ij, payload in st.kept.items():
+                self.expected.put(st.keep[ij], payload)
         results = [judge(p, st, i, setup) for i, p in enumerate(plans)]
         if not broken:
             oom = False
@@ -280,6 +287,25 @@ class Worker:
         return Result(job.id, tuple(results), output=st.output.decode("utf-8", errors="replace"),
                       cpu_s=_float(st.stats.get("cpu_s", 0.0)),
                       expected_cpu_s=_float(st.stats.get("expected_cpu_s", 0.0)), wall_s=time.monotonic() - t0)
+
+    def _reuse_expected(self, tests: list[dict], plans: list[TestPlan], setup_src: str, st: JobState) -> None:
+        """Clean holes whose values the pool has: the host fills them in and the sandbox skips them
+        ("known"); the others are computed as usual and their values kept for later jobs."""
+        assert self.expected is not None
+        for t in tests:
+            if not t.get("clean"):
+                continue
+            i, left, known = t["k"], [], []
+            for j in t["clean"]:
+                key = hole_key(setup_src, plans[i], j)
+                payload = self.expected.get(key)
+                if payload is None:
+                    left.append(j)
+                    st.keep[(i, j)] = key
+                else:
+                    known.append(j)
+                    st.values[i][j] = decode_hole(payload)
+            t["clean"], t["known"] = left, known
 
     def _slot_memory(self, memory_mb: int) -> int:
         return slot_memory_bytes(self.cfg, memory_mb)
