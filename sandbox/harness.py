@@ -679,7 +679,7 @@ def _run_job(job, host, devnull, clock):
         sup = _Supervisor(job, start, host, devnull, deadline, output, stats, clock, clean=True)
         start = sup.run()
         if sup.program_failed or not sup.loaded:  # the setup alone fails: the program's child does it all
-            job["_clean_failed"] = True
+            job["_clean_failed"] = stats["clean_failed"] = True  # so no value of this job is clean
             break
     start = 0
     while start < len(tests):

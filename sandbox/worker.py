@@ -271,7 +271,9 @@ class Worker:
             self.kill()  # bwrap's monitor is gone: the job finished, but start afresh next time
         elif self.proc is not None and st.stats.get("scratch_left"):
             self.kill()  # the harness could not empty /tmp: no later program may see what is left
-        if not broken and not st.tampered and self.expected is not None:
+        # values come from the clean child only when it ran: if the setup failed there, the program's child
+        # computed them (after the program), and they must not reach a later job
+        if not broken and not st.tampered and self.expected is not None and not st.stats.get("clean_failed"):
             for ij, payload in st.kept.items():
                 self.expected.put(st.keep[ij], payload)
         results = [judge(p, st, i, setup) for i, p in enumerate(plans)]

@@ -50,6 +50,17 @@ def test_a_value_that_raised_is_computed_again(pool):
     assert len(pool.expected) == 0
 
 
+def test_values_the_program_could_reach_are_never_kept(pool):
+    # The setup needs a name only the program defines, so it fails in the clean child and the program's
+    # child computes ref_func(x) after the program: a value under the program's control.
+    setup = "def ref_func(x):\n    return [x + base()]\n_check = base\n"
+    sets_100 = "def base():\n    return 100\n\ndef f(x):\n    return [x + 100]\n"
+    sets_0 = "def base():\n    return 0\n\ndef f(x):\n    return [x + 100]\n"
+    assert run(pool, sets_100, setup=setup).all_passed
+    assert len(pool.expected) == 0
+    assert run(pool, sets_0, setup=setup).passed == 0  # its own setup's values, not the first program's
+
+
 def test_the_cache_is_bounded_in_bytes():
     c = ExpectedValueCache(max_bytes=100)
     for k in range(5):
