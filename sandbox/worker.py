@@ -228,7 +228,7 @@ class Worker:
             "stop_at_first_failure": job.stop_at_first_failure,
             "limits": {"test_cpu_s": timeout, "test_wall_s": wall, "program_wall_s": program_wall,
                        "memory_bytes": memory_mb << 20, "fsize_bytes": cfg.file_size_mb << 20,
-                       "nofile": cfg.max_open_files, "cpu_total_s": int(program_wall) + 1,
+                       "nofile": cfg.max_open_files,
                        "nproc": cfg.max_processes if self.uid is not None else None},
             "value_cap": cfg.value_limit_bytes, "output_cap": cfg.output_limit_bytes,
         }

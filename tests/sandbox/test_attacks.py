@@ -224,7 +224,7 @@ ATTACKS = [
     ("raise_rlimits", ded("""
         import resource
         ok = []
-        for r in (resource.RLIMIT_AS, resource.RLIMIT_CPU, resource.RLIMIT_NPROC, resource.RLIMIT_FSIZE):
+        for r in (resource.RLIMIT_AS, resource.RLIMIT_NOFILE, resource.RLIMIT_NPROC, resource.RLIMIT_FSIZE):
             try:
                 resource.setrlimit(r, (resource.RLIM_INFINITY, resource.RLIM_INFINITY)); ok.append(r)
             except (ValueError, OSError):

@@ -336,6 +336,37 @@ def test_a_cpu_clock_that_cannot_be_read_counts_as_an_exhausted_budget(tmp_path)
         assert all((t.status, t.reason) == ("timeout", "cpu") for t in r.tests), r.to_dict()
 
 
+def test_the_program_sees_a_fine_grained_cpu_clock(pool):
+    # A finite RLIMIT_CPU makes the kernel serve the process's CPU clock from timer ticks: a program
+    # that spins for 2 ms of process_time() then spends a whole tick (4 ms at HZ=250) per call, and
+    # measures its own work wrongly. Budgets are pid 1's to enforce, so the child has no RLIMIT_CPU.
+    prog = ded("""
+        import resource, time
+        def steps():
+            seen, t0 = set(), time.monotonic()
+            while time.monotonic() - t0 < 0.05:
+                seen.add(time.process_time())
+            return len(seen)
+        def cpu_limit():
+            return resource.getrlimit(resource.RLIMIT_CPU)[0] == resource.RLIM_INFINITY
+        """)
+    r = pool.run(Job("clock", prog, ["assert steps() > 200", "assert cpu_limit()"]))
+    assert r.all_passed, r.to_dict()
+
+
+def test_a_program_that_ignores_every_signal_still_times_out(pool):
+    prog = ded("""
+        import signal
+        for s in (signal.SIGXCPU, signal.SIGALRM, signal.SIGTERM, signal.SIGVTALRM, signal.SIGPROF):
+            signal.signal(s, signal.SIG_IGN)
+        def spin():
+            while True:
+                pass
+        """)
+    r = pool.run(Job("spin", prog, ["assert spin()", "assert 1 == 1"]))
+    assert [(t.status, t.reason) for t in r.tests] == [("timeout", "cpu"), ("passed", "")], r.to_dict()
+
+
 # ----------------------------------------------------------------------------- cgroup ownership
 HOLD_POOL_CGROUPS = ded("""
     import sys
