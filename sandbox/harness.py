@@ -376,16 +376,62 @@ def _child(job, start, res_w, out_w, devnull, token, clean):
     _exit(0)  # also ends any non-daemon thread the program started
 
 
+class _CodeCache:
+    """Code compiled in earlier jobs, least recently used first. Best-of-n and RL batches run the same
+    tests for many programs, and stop-at-first-failure runs one program once per chunk: compiling was
+    half of this process's CPU on HumanEval+. Only this process (never a child) reads or writes it.
+    Bounded (code objects take ~8x their source in memory), because every child's RLIMIT_AS counts
+    this process's heap, which the child inherits."""
+
+    LIMIT = 16 << 20
+
+    def __init__(self):
+        self.codes = collections.OrderedDict()
+        self.size = 0
+
+    @staticmethod
+    def cost(src):
+        return 8 * _len(src) + 512
+
+    def get(self, key):
+        code = self.codes.get(key)
+        if code is not None:
+            self.codes.move_to_end(key)
+        return code
+
+    def put(self, key, code):
+        cost = self.cost(key[0])
+        if cost > self.LIMIT // 4:
+            return
+        self.codes[key] = code
+        self.size += cost
+        while self.size > self.LIMIT:
+            old, _ = self.codes.popitem(last=False)
+            self.size -= self.cost(old[0])
+
+
+_CODES = _CodeCache()
+
+
 def _compile(src, name, mode, consts=None):
     """Compiled here, in the warm parent, so that no child pays for the compiler: a first compile
     in a fresh fork costs ~1.7 ms of copy-on-write faults. Errors travel as the exception, raised
     in the child where the program would have raised them. ``consts`` maps sentinel strings the host
-    wrote into test code to the harness's own functions, so no name lookup can reach them."""
-    try:
-        code = compile(src, name, mode, dont_inherit=True, optimize=0)
-    except Exception as e:  # SyntaxError, ValueError (NUL bytes), RecursionError, MemoryError
-        return e
-    return _bind_consts(code, consts) if consts else code
+    wrote into test code to the harness's own functions (this job's), so no name lookup can reach
+    them; code is cached before they are bound."""
+    key = (src, name, mode)
+    code = _CODES.get(key)
+    if code is None:
+        try:
+            code = compile(src, name, mode, dont_inherit=True, optimize=0)
+        except Exception as e:  # SyntaxError, ValueError (NUL bytes), RecursionError, MemoryError
+            code = e
+        _CODES.put(key, code)
+    if _isinstance(code, BaseException):
+        return code
+    if consts and ("sandbox-check" in src or "sandbox-try" in src):  # however the host spelled the sentinel
+        return _bind_consts(code, consts)
+    return code
 
 
 def _bind_consts(code, consts):
