@@ -123,6 +123,9 @@ class TestPlan:
     src: str = ""  # exec mode: the test, its assert statements rewritten (sandbox/rewrite.py)
     checks: tuple[ast.expr, ...] = ()  # exec mode: the host side of each rewritten assert ("t<i>")
     error: str = ""
+    # (hole, bytes) for `assert HOLE == LITERAL` and `_evalplus_check(HOLE, LITERAL, atol)`: a value sent
+    # as exactly the literal's encoding passes without being decoded (see ``equal_payload``)
+    equal_payload: tuple[int, bytes] | None = None
 
     def to_wire(self, k: int, clean: tuple[int, ...] = ()) -> dict:
         if self.mode == "eval":
@@ -316,9 +319,68 @@ def plan_test(src: str) -> TestPlan:
         prelude = "\n".join(ast.get_source_segment(src, s) or ast.unparse(s) for s in imports)
         return TestPlan("eval", exprs=tuple(splitter.holes), truth=tuple(sorted(set(splitter.truth))),
                         size=tuple(splitter.size), found=tuple(splitter.found), names=names, prelude=prelude,
-                        prelude_names=_import_names(imports), tree=tree)
+                        prelude_names=_import_names(imports), tree=tree,
+                        equal_payload=equal_payload(tree) if len(splitter.holes) == 1 else None)
     rewritten, checks = rewrite_asserts(src, mod, "t", top_level=True)
     return TestPlan("exec", src=rewritten, checks=checks)
+
+
+def equal_payload(tree: ast.expr) -> tuple[int, bytes] | None:
+    """For a test of one hole that is ``HOLE == LITERAL`` (either side) or ``_evalplus_check(HOLE,
+    LITERAL, ATOL)``: the hole and the literal's encoding, as the sandbox would send an equal value.
+
+    Equal bytes decode to the same plain value, and ``==`` holds between the two decodings, because a
+    literal holds none of the values that are not equal to themselves (NaN, iterators, dict views,
+    raised values): the host can pass the test without decoding, which is most of its work for a correct
+    program on HumanEval+. EvalPlus' check returns True when ``out == exp`` before it looks at the
+    tolerance. Any other payload is decoded and evaluated in full."""
+    hole = lit = None
+    if isinstance(tree, ast.Compare) and len(tree.ops) == 1 and isinstance(tree.ops[0], ast.Eq):
+        a, b = tree.left, tree.comparators[0]
+        hole, lit = (a, b) if _hole_index(a) is not None else (b, a)
+    elif (isinstance(tree, ast.Call) and _dotted(tree.func) == "_evalplus_check" and len(tree.args) == 3
+          and not tree.keywords):
+        hole, lit = tree.args[0], tree.args[1]
+    j = _hole_index(hole) if hole is not None else None
+    if j is None:
+        return None
+    from .harness import UnencodableValue, ValueTooLarge, encode_value
+
+    try:
+        value = ast.literal_eval(lit)
+        payload = encode_value(value, 1 << 24)
+        ok = _reflexive(value) and _same(decode_value(payload), value)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError, DecodeError, UnencodableValue,
+            ValueTooLarge):
+        return None
+    return (j, payload) if ok else None
+
+
+def _hole_index(node: ast.expr) -> int | None:
+    if isinstance(node, ast.Name) and node.id.startswith(_HOLE):
+        return int(node.id[len(_HOLE):])
+    return None
+
+
+def _reflexive(v: Any) -> bool:
+    if isinstance(v, (float, complex)):
+        return v == v
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return all(_reflexive(x) for x in v)
+    if isinstance(v, dict):
+        return all(_reflexive(k) and _reflexive(x) for k, x in v.items())
+    return v is None or isinstance(v, (bool, int, str, bytes))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """a == b with the same types throughout (1 and True, 1 and 1.0 are equal but not the same)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(x, b[k]) for k, x in a.items())
+    return a == b
 
 
 # ----------------------------------------------------------------------------- host evaluation

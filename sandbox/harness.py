@@ -88,8 +88,6 @@ _SIZED = frozenset((str, bytes, bytearray, list, tuple, dict, set, frozenset, ra
 _JSON = json.encoder.c_make_encoder(None, None, json.encoder.encode_basestring_ascii, None, ":", ",",
                                     False, False, False)
 _MODULES = sys.modules
-# Test code the host rewrote calls a constant (replaced by the checker at compile time): not a mistake.
-warnings.filterwarnings("ignore", category=SyntaxWarning)
 _CHECK_SENTINEL = "\x00sandbox-check"  # the host writes this constant where a test calls the checker
 _TRY_SENTINEL = "\x00sandbox-try"
 
@@ -1025,6 +1023,9 @@ def main(argv):
     if uid is not None and os.getuid() == 0:
         _drop_privileges(uid, gid if gid is not None else uid)
     _no_signal_handlers()
+    # Test code the host rewrote calls a constant (replaced by the checker at compile time): not a
+    # mistake. (Set here, not at import: the host imports this module for its value encoding.)
+    warnings.filterwarnings("ignore", category=SyntaxWarning)
     # No parent-death signal: as pid 1 of its namespace this process would drop it, and a handler
     # would let programs kill it with the same signal. When the host goes away its pipes close,
     # and the next read or write here ends this process (and with it the namespace).

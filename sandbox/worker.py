@@ -28,7 +28,7 @@ from .isolation import (HARNESS_PATH, SandboxUnavailable, bwrap_argv, data_fd, d
                         seccomp_filter_fd, unsafe_argv)
 from .rewrite import ProgramNames, clean_holes, plan_setup
 from .types import Job, Result, SandboxConfig, TestResult
-from .verdicts import JobState, ProtocolError, _json, decode_hole, judge, skip_after_failure
+from .verdicts import JobState, ProtocolError, _json, judge, skip_after_failure
 
 _HDR = struct.Struct(">I")
 _SEQ = struct.Struct(">I")
@@ -306,7 +306,7 @@ class Worker:
                     st.keep[(i, j)] = key
                 else:
                     known.append(j)
-                    st.values[i][j] = decode_hole(payload)
+                    st.values[i][j] = payload  # decoded afresh for this job, like a V frame
             t["clean"], t["known"] = left, known
 
     def _slot_memory(self, memory_mb: int) -> int:

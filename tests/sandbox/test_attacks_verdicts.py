@@ -195,7 +195,12 @@ def test_frames_are_length_checked_and_tagged_on_the_host(pool):
     with pytest.raises(ProtocolError):  # a frame for a test the job does not have
         st.apply(b"D" + struct.pack(">I", 7), {0: 0})
     st.apply(b"V" + struct.pack(">IH", 0, 0) + b'{"fr":["0x1","0x0"]}', {0: 0})  # decodes to an error value
-    assert type(st.values[0][0]).__name__ == "RaisedValue"
+    st.apply(b"D" + struct.pack(">I", 0), {0: 0})
+    from sandbox.checks import plan_test
+    from sandbox.verdicts import judge
+
+    verdict = judge(plan_test("assert f() == 1"), st, 0)
+    assert (verdict.status, verdict.reason) == ("error", "UnencodableValue"), verdict
     # bytes of an earlier job left in a worker's buffer: the worker restarts, the job is right
     w = pool.workers[0]
     restarts = w.restarts
