@@ -12,7 +12,9 @@ whole program fails), relays them to the host (fd 1) and enforces the per-test C
 per-test wall backstop and the per-program deadline from outside the child. If the child dies or
 hangs at test k, test k is reported and a fresh child resumes at k + 1 (with the job's
 "stop_at_first_failure", nothing resumes: the host skips the rest). A test may carry its own CPU and
-wall budgets ("cpu_s", "wall_s"); the job's "limits" time the rest. After every child: kill every
+wall budgets ("cpu_s", "wall_s"); the job's "limits" time the rest. With the job's "early_stop", a test
+may carry "expect", the encoding of a value that passes it: after a test whose value is anything else,
+the job ends (the host decides whether it failed). After every child: kill every
 other process in the namespace, reap them, and wipe the scratch directory (a scratch that cannot be
 emptied is reported to the host, which restarts this worker).
 
@@ -462,15 +464,17 @@ def _compile_job(job):
         if test["mode"] == "eval":
             test["_pre"] = _compile(test["pre"], name, "exec") if test.get("pre") else None
             test["_exprs"] = [_compile(src, name, "eval", consts) for src in test["exprs"]]
-            test["_truth"] = frozenset(test.get("truth", ()))
-            test["_size"] = frozenset(test.get("size", ()))
-            test["_found"] = frozenset(test.get("found", ()))
-            test["_clean"] = frozenset(test.get("clean", ()))
-            test["_known"] = frozenset(test.get("known", ()))
+            for key in ("truth", "size", "found", "clean", "known"):
+                test["_" + key] = frozenset(test[key]) if test.get(key) else _NONE
+            expect = test.get("expect")  # the encoding that passes for sure (see _Supervisor)
+            test["_expect"] = expect.encode("ascii") if _type(expect) is str and expect.isascii() else None
             if test["_clean"]:
                 job["_clean_tests"].append(test)
         else:
             test["_src"] = _compile(test["src"], name, "exec", consts)
+
+
+_NONE = frozenset()
 
 
 class _Raised:
@@ -766,6 +770,10 @@ class _Supervisor:
         # fork's token, and must be the ones the test being timed can send, or the program fails.
         self.token = os.urandom(_TOKEN_BYTES)
         self.tampered = self.over_budget = False
+        # stop-at-first-failure: a test whose value is not byte for byte its "expect" may have failed; the
+        # child is stopped after it and the host decides (and resumes after it if it passed after all)
+        self.early = bool(job.get("early_stop")) and not clean
+        self.mismatch = self.stopped = False
         self.batch_cpu = None  # (reading, time) shared by the frames of one read
         self.loaded = self.program_failed = False
         self.clock = clock
@@ -819,7 +827,7 @@ class _Supervisor:
         return True
 
     def _on_frame(self, frame):
-        if self.tampered or self.over_budget:
+        if self.tampered or self.over_budget or self.stopped:
             return
         if frame[:_TOKEN_BYTES] != self.token:
             self.tampered = True
@@ -845,8 +853,13 @@ class _Supervisor:
                 if not self.clean:  # the host learns a test's end from the program's child
                     self.host.send(frame)
                 self.cur += 1
+                if self.mismatch:
+                    self.stopped = True
+                    return
                 self._new_phase()
             else:
+                if self.early and self.tests[self.cur]["_expect"] is not None:
+                    self.mismatch = self.mismatch or kind != b"V" or frame[7:] != self.tests[self.cur]["_expect"]
                 self.host.send(frame)
         else:  # out of order, a test already ended, unknown type, a wrong length: never sent by _child
             self.tampered = True
@@ -910,6 +923,8 @@ class _Supervisor:
                 return "C", {"reason": "protocol", "detail": "result frame over the size cap"}
             if self.over_budget:
                 return "T", {"reason": "cpu"}
+            if self.stopped:
+                return "S", {}
             if exited:
                 self._drain(self.res_r)
                 self._drain(self.out_r)
@@ -918,6 +933,8 @@ class _Supervisor:
                     return "X", {"reason": "tampering"}
                 if self.over_budget:
                     return "T", {"reason": "cpu"}
+                if self.stopped:
+                    return "S", {}
                 if self.program_failed or self.cur >= len(self.tests):
                     return None
                 return "C", {"reason": "died", "exit": os.waitstatus_to_exitcode(wstatus)}
@@ -964,7 +981,7 @@ class _Supervisor:
             if left:
                 self.stats["scratch_left"] = left
         n = len(self.tests)
-        if verdict is None or self.program_failed:
+        if verdict is None or self.program_failed or verdict[0] == "S":
             return n
         kind, info = verdict
         if kind == "X":  # nothing this program reports can be trusted: stop here

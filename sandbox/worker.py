@@ -197,7 +197,9 @@ class Worker:
                 self._buf += data
 
     # -- one job
-    def run(self, job: Job, plans: list[TestPlan]) -> Result:
+    def run(self, job: Job, plans: list[TestPlan], early_stop: bool = False) -> Result:
+        """Run one job. ``early_stop`` (stop-at-first-failure jobs): the harness ends the job after the first
+        test whose value is not byte for byte the literal it is compared with (checks.equal_payload)."""
         cfg = self.cfg
         t0 = time.monotonic()
         runnable = [i for i, p in enumerate(plans) if p.mode != "invalid"]
@@ -214,6 +216,11 @@ class Worker:
         tests = [plans[i].to_wire(i, clean_holes(plans[i], setup, names)) for i in runnable]
         if job.reuse_expected and self.expected is not None:
             self._reuse_expected(tests, plans, setup.src, st)
+        if early_stop:
+            for t in tests:
+                fast = plans[t["k"]].equal_payload
+                if fast is not None:
+                    t["expect"] = fast[1].decode("ascii")
         if job.test_timeouts_s is not None:  # per-test budgets: the harness times each test by its own
             for t in tests:
                 t["cpu_s"] = job.test_timeouts_s[t["k"]]
@@ -225,7 +232,7 @@ class Worker:
         seq = _SEQ.pack(self._seq)
         request = {
             "seq": self._seq, "program": job.program, "setup": setup.src, "tests": tests,
-            "stop_at_first_failure": job.stop_at_first_failure,
+            "stop_at_first_failure": job.stop_at_first_failure, "early_stop": early_stop,
             "limits": {"test_cpu_s": timeout, "test_wall_s": wall, "program_wall_s": program_wall,
                        "memory_bytes": memory_mb << 20, "fsize_bytes": cfg.file_size_mb << 20,
                        "nofile": cfg.max_open_files,

@@ -64,3 +64,44 @@ def test_in_the_sandbox():
         r = p.run(Job("eq", prog, tests))
     assert [t.status for t in r.tests] == ["passed", "passed", "passed", "failed", "failed", "passed", "passed",
                                            "failed"], r.to_dict()
+
+
+# ----------------------------------------------------------------------------- early stop (stop_at_first_failure)
+LITERAL_TESTS = [f"assert f({i}) == {i * i}" for i in range(30)]
+PROGRAMS = {
+    "right": "def f(x):\n    return x * x\n",
+    "wrong_at_7": "def f(x):\n    return -1 if x == 7 else x * x\n",
+    "floats": "def f(x):\n    return float(x * x)\n",  # 1.0 is not 1's encoding, but 1.0 == 1 passes
+    "floats_then_wrong": "def f(x):\n    return float(x * x) if x < 12 else (0 if x == 20 else x * x)\n",
+    "raises_at_3": "def f(x):\n    if x == 3:\n        raise ValueError(x)\n    return x * x\n",
+    "bool_at_1": "def f(x):\n    return True if x == 1 else x * x\n",
+}
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with SandboxPool(workers=1, timeout_s=5.0) as p:
+        yield p
+
+
+@pytest.mark.parametrize("name", PROGRAMS)
+def test_stopping_early_gives_the_verdicts_of_a_full_run(pool, name):
+    from sandbox.verdicts import skip_after_failure
+
+    full = pool.run(Job(name, PROGRAMS[name], LITERAL_TESTS))
+    stopped = pool.run(Job(name, PROGRAMS[name], LITERAL_TESTS, stop_at_first_failure=True))
+    assert list(stopped.tests) == skip_after_failure(list(full.tests)), (full.to_dict(), stopped.to_dict())
+
+
+def test_the_harness_stops_after_the_first_value_that_is_not_the_literal(pool):
+    prog = ("import time\ndef f(x):\n    time.sleep(0.02)\n    print('call', x, flush=True)\n"
+            "    return -1 if x == 2 else x * x\n")
+    r = pool.run(Job("slow_wrong", prog, LITERAL_TESTS, stop_at_first_failure=True))
+    assert [t.status for t in r.tests[:3]] == ["passed", "passed", "failed"] and r.passed == 2
+    # one child ran tests 0, 1, 2 (and maybe a few more before pid 1 read the frames), not all 30
+    assert 3 <= r.output.count("call") < 10, r.output
+    w = pool.workers[0]
+    plans = [plan_test(t) for t in LITERAL_TESTS]
+    one = w.run(Job("slow_wrong", prog, LITERAL_TESTS), plans, early_stop=True)  # no skipping: what ran
+    assert [t.reason for t in one.tests[:3]] == ["", "", "assertion"]
+    assert all(t.reason == "not_run" for t in one.tests[3:]), one.to_dict()
