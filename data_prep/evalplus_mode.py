@@ -144,8 +144,10 @@ class ReferenceTimeCache:
 def _job(rec: dict, tests: list[str], job_id: str, timeout_s: float, memory_mb: int | None):
     from sandbox import Job
 
+    # reuse_expected: the expected values (ref_func) computed here are the ones candidates reuse, as EvalPlus
+    # computes its ground truth in the same pass that times the reference
     return Job(job_id, rec["canonical_solution"], tuple(tests), setup=rec.get("test_setup") or "",
-               timeout_s=timeout_s, memory_mb=memory_mb)
+               timeout_s=timeout_s, memory_mb=memory_mb, reuse_expected=True)
 
 
 def measure_reference_times(recs: list[dict], pool, limits: EvalPlusLimits, timeout_s: float,

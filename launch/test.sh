@@ -5,4 +5,5 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NEEDED_MODULES="torch, ray, deepspeed, transformers, pyseccomp, yaml, tqdm, pytest, pytest_timeout, datasets" \
   source "$ROOT/launch/setup_env.sh"
 cd "$ROOT"
-exec "$ACECODER_PYTHON" -m pytest -q --timeout=1200 "$@"
+# --durations: every CI log names its slowest tests, so the suite can be kept near its time budget
+exec "$ACECODER_PYTHON" -m pytest -q --timeout=1200 --durations=40 "$@"
