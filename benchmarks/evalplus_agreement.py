@@ -257,6 +257,7 @@ def main(argv=None) -> dict:
     p.add_argument("--datasets", default="humaneval,mbpp")
     p.add_argument("--limit", type=int, default=0, help="K tasks per dataset, evenly spread (0: all), plus the "
                                                          "tasks EvalPlus gets wrong")
+    p.add_argument("--tasks", default="", help="comma-separated task ids (HumanEval/42,...) instead of --limit")
     p.add_argument("--samples", default="", help="JSONL of real samples: EvalPlus' (task_id and solution or "
                                                  "completion) or apps.bon_eval's samples.jsonl (id and samples)")
     p.add_argument("--workers", type=int, default=2, help="parallel slots, for EvalPlus and for us")
@@ -274,11 +275,19 @@ def main(argv=None) -> dict:
     os.makedirs(args.output_dir, exist_ok=True)
     samples = read_samples(args.samples) if args.samples else []
     report = {"uptime_start": os.popen("uptime").read().strip(), "datasets": {}}
-    with SandboxPool(workers=args.workers, timeout_s=20.0, memory_mb=4096, program_timeout_s=300.0) as pool:
+    from apps.bon_eval import parse_args as bon_args
+
+    # apps.bon_eval's value cap: HumanEval+ 15, 100 and 130 have answers of several MiB (1 MiB, the pool's
+    # default, made their canonical solutions fail with ValueTooLarge in the full-set run)
+    cap = bon_args(["--model", "unused", "--engine", "hf"]).sandbox.value_limit_bytes
+    with SandboxPool(workers=args.workers, timeout_s=20.0, memory_mb=4096, program_timeout_s=300.0,
+                     value_limit_bytes=cap) as pool:
         for ds in args.datasets.split(","):
             rows = {r["task_id"]: r for r in read_jsonl(Path(args.data_dir) / DATA[ds][0])}
             ids = list(rows)
-            if args.limit:
+            if args.tasks:
+                ids = [t for t in args.tasks.split(",") if t in rows]
+            elif args.limit:
                 ids = sorted({ids[i * len(ids) // args.limit] for i in range(args.limit)}
                              | set(EVALPLUS_WRONG) & set(ids), key=list(rows).index)
             ours_recs = {r.id: r.to_dict() for r in load_benchmark(DATA[ds][1], args.data_dir)}
