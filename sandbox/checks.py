@@ -126,6 +126,9 @@ class TestPlan:
     # (hole, bytes) for `assert HOLE == LITERAL` and `_evalplus_check(HOLE, LITERAL, atol)`: a value sent
     # as exactly the literal's encoding passes without being decoded (see ``equal_payload``)
     equal_payload: tuple[int, bytes] | None = None
+    # (a, b) for `assert HOLE_a == HOLE_b` and `_evalplus_check(HOLE_a, HOLE_b, atol)` (a reference function's
+    # value as the expected one): two equal payloads of plain JSON pass undecoded (see ``equal_holes``)
+    equal_holes: tuple[int, int] | None = None
 
     def to_wire(self, k: int, clean: tuple[int, ...] = ()) -> dict:
         if self.mode == "eval":
@@ -320,7 +323,8 @@ def plan_test(src: str) -> TestPlan:
         return TestPlan("eval", exprs=tuple(splitter.holes), truth=tuple(sorted(set(splitter.truth))),
                         size=tuple(splitter.size), found=tuple(splitter.found), names=names, prelude=prelude,
                         prelude_names=_import_names(imports), tree=tree,
-                        equal_payload=equal_payload(tree) if len(splitter.holes) == 1 else None)
+                        equal_payload=equal_payload(tree) if len(splitter.holes) == 1 else None,
+                        equal_holes=equal_holes(tree) if len(splitter.holes) == 2 else None)
     rewritten, checks = rewrite_asserts(src, mod, "t", top_level=True)
     return TestPlan("exec", src=rewritten, checks=checks)
 
@@ -354,6 +358,31 @@ def equal_payload(tree: ast.expr) -> tuple[int, bytes] | None:
             ValueTooLarge):
         return None
     return (j, payload) if ok else None
+
+
+def equal_holes(tree: ast.expr) -> tuple[int, int] | None:
+    """For ``HOLE_a == HOLE_b`` or ``_evalplus_check(HOLE_a, HOLE_b, LITERAL)`` (HumanEval+/MBPP+ tests whose
+    expected value is ``ref_func(x)``): the two holes. ``plain_equal`` says when their payloads decide the test."""
+    if isinstance(tree, ast.Compare) and len(tree.ops) == 1 and isinstance(tree.ops[0], ast.Eq):
+        a, b = tree.left, tree.comparators[0]
+    elif (isinstance(tree, ast.Call) and _dotted(tree.func) == "_evalplus_check" and len(tree.args) == 3
+          and not tree.keywords):
+        a, b = tree.args[0], tree.args[1]
+        try:
+            ast.literal_eval(tree.args[2])
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return None
+    else:
+        return None
+    ia, ib = _hole_index(a), _hole_index(b)
+    return (ia, ib) if ia is not None and ib is not None and ia != ib else None
+
+
+def plain_equal(a: object, b: object) -> bool:
+    """Two hole payloads that are the same bytes of plain JSON (lists, strings, numbers, booleans, null: no
+    ``{``, so no tagged value): they decode to equal values (no NaN is plain JSON from the sandbox's
+    encoder), and decoding them cannot fail."""
+    return type(a) is bytes and a == b and b"{" not in a and b"NaN" not in a  # type: ignore[operator]
 
 
 def _hole_index(node: ast.expr) -> int | None:

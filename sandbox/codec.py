@@ -26,6 +26,9 @@ MAX_SAME_HASH = 64
 _DECIMAL = re.compile(r"[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|Infinity|Inf|NaN)\Z")
 
 
+_PLAIN = {int, float, str, bool, type(None)}
+
+
 class DecodeError(Exception):
     pass
 
@@ -129,6 +132,8 @@ def _dec(o: Any, depth: int) -> Any:
     if o is None or t in (bool, int, str, float):
         return o
     if t is list:
+        if set(map(type, o)) <= _PLAIN:  # numbers and strings as JSON gave them: nothing to rebuild
+            return o
         return [_dec(x, depth + 1) for x in o]
     if t is not dict or len(o) != 1:
         raise DecodeError("unknown value encoding")

@@ -128,8 +128,8 @@ def encode_value(value, cap):
             s = _hex(v)
             budget[0] -= _len(s)
             return {"i": s}
-        if t is float:
-            return {"f": float.hex(v)}
+        if t is float:  # a finite float as JSON's number (repr: exact, and never read back as an int)
+            return v if v - v == 0.0 else {"f": float.hex(v)}
         if t is str:
             budget[0] -= _len(v)
             if budget[0] < 0:

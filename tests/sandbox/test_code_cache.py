@@ -17,6 +17,7 @@ def pool():
         yield p
 
 
+@pytest.mark.filterwarnings("ignore::SyntaxWarning")  # a constant called: what the host writes
 def test_cached_code_is_the_same_object_and_rebinds_each_jobs_checker():
     src = "'\\x00sandbox-check'(1)"  # how the host writes a call of the checker
     consts_a, consts_b = {"\x00sandbox-check": lambda x: ("A", x)}, {"\x00sandbox-check": lambda x: ("B", x)}

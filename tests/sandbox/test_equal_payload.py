@@ -105,3 +105,37 @@ def test_the_harness_stops_after_the_first_value_that_is_not_the_literal(pool):
     one = w.run(Job("slow_wrong", prog, LITERAL_TESTS), plans, early_stop=True)  # no skipping: what ran
     assert [t.reason for t in one.tests[:3]] == ["", "", "assertion"]
     assert all(t.reason == "not_run" for t in one.tests[3:]), one.to_dict()
+
+
+# ----------------------------------------------------------------------------- two holes (ref_func answers)
+def verdict2(plan, out, exp):
+    st = JobState(1)
+    for j, v in enumerate((out, exp)):
+        st.apply(b"V" + struct.pack(">IH", 0, j) + encode_value(v, 1 << 20), {0: 0})
+    st.apply(b"D" + struct.pack(">I", 0), {0: 0})
+    return judge(plan, st, 0).status
+
+
+def test_two_equal_plain_payloads_decide_as_the_full_path():
+    plans = [plan_test("assert _evalplus_check(f(x), ref_func(x), 0)"), plan_test("assert f(x) == ref_func(x)"),
+             plan_test("assert _evalplus_check(f(x), ref_func(x), 1e-06)")]
+    assert all(p.equal_holes == (0, 1) for p in plans)
+    for plan in plans:
+        full = dataclasses.replace(plan, equal_holes=None)
+        for a in VALUES:
+            for b in (a, [1, 2.5], 1.0, "text"):
+                assert verdict2(plan, a, b) == verdict2(full, a, b), (a, b)
+    assert plan_test("assert f(x) != ref_func(x)").equal_holes is None
+    assert plan_test("assert _evalplus_check(f(x), ref_func(x), g(1))").equal_holes is None
+
+
+def test_floats_travel_as_json_numbers_and_come_back_exactly():
+    from sandbox.codec import decode_value
+
+    values = [[1, 3, 2.0, 8.0, 1e16, -0.0, 5e-324, 1.7976931348623157e308, 0.1 + 0.2], [math.inf, -math.inf]]
+    for v in values:
+        back = decode_value(encode_value(v, 1 << 20))
+        assert [(type(x), x.hex() if type(x) is float else x) for x in back] == \
+               [(type(x), x.hex() if type(x) is float else x) for x in v]
+    assert math.isnan(decode_value(encode_value(math.nan, 100)))
+    assert encode_value([1.0, 1], 100) == b"[1.0,1]"  # 1.0 stays a float, 1 an int
