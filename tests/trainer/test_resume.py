@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from .plugin_rewards import HANG_ONCE_EXISTS
 from .test_e2e import base_args
 
 pytestmark = pytest.mark.slow
@@ -32,12 +33,19 @@ MODES = {"sync": [],
 
 
 def cmd(tiny_model, tiny_records, out, *extra):
-    rewards = []
-    if "--reward" not in extra:
-        # a length-based reward next to the tests, so that a random tiny model gets a learning signal
-        spec = "tests.trainer.plugin_rewards:CallLog"
-        (out / "plugin").mkdir(parents=True, exist_ok=True)
-        rewards = ["--reward", f"tests,{spec}", "--reward_kwargs", json.dumps({spec: {"log_dir": str(out / "plugin")}})]
+    # a length-based reward next to the tests, so that a random tiny model gets a learning signal; it
+    # is also the plugin that stops the killed run at a known point (weight 0 next to a reward model)
+    spec = "tests.trainer.plugin_rewards:CallLog"
+    (out / "plugin").mkdir(parents=True, exist_ok=True)
+    kwargs = ["--reward_kwargs", json.dumps({spec: {"log_dir": str(out / "plugin")}})]
+    if "--reward" in extra:
+        i = extra.index("--reward")
+        extra = [*extra[:i + 1], f"{extra[i + 1]},{spec}", *extra[i + 2:]]
+        i = extra.index("--reward_weights")
+        extra = [*extra[:i + 1], f"{extra[i + 1]},0", *extra[i + 2:]]
+        rewards = kwargs
+    else:
+        rewards = ["--reward", f"tests,{spec}", *kwargs]
     args = base_args(tiny_model, tiny_records, out, "--max_steps", "4", "--save_steps", "2", "--seed", "3",
                      "--actor_learning_rate", "5e-4", "--temperature", "1.0", *rewards, *extra)
     return [sys.executable, "-m", "trainer", *args]
@@ -67,14 +75,19 @@ def test_resume_after_a_kill_is_exact(tiny_model, tiny_records, tmp_path, mode, 
                        text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
 
-    proc = subprocess.Popen(cmd(tiny_model, tiny_records, resumed, *extra), cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # the killed run's plugin reward hangs once checkpoint 2 is complete: step 4 cannot train before
+    # the kill, however fast the machine (the rollout of step 3 was scored before the checkpoint)
     marker = resumed / "checkpoints" / "step_000002" / "COMPLETE"
+    hanging = Path(f"{marker}.hanging")
+    proc = subprocess.Popen(cmd(tiny_model, tiny_records, resumed, *extra), cwd=ROOT,
+                            env={**env, HANG_ONCE_EXISTS: str(marker)}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 900
-    while not marker.exists():
+    while not hanging.exists():
         assert proc.poll() is None, "the run ended before its first checkpoint"
         assert time.time() < deadline
         time.sleep(0.2)
+    assert marker.exists()
     os.killpg(proc.pid, signal.SIGKILL)  # the driver dies mid-run (its Ray actors die with it)
     proc.wait()
     assert not (resumed / "checkpoints" / "step_000004").exists()
