@@ -43,6 +43,13 @@ EVALPLUS_WRONG = {
                     "answer fails, the canonical one included",
     "Mbpp/255": "EvalPlus wrong: the correct output (1.66M tuples) exceeds EvalPlus' 4 GiB address-space cap",
 }
+# ... and faults that only some candidates of a task meet: (task, candidate kind)
+EVALPLUS_WRONG_FOR = {
+    ("HumanEval/34", "float_1e-09"): "EvalPlus wrong: its tolerance check, np.allclose, raises TypeError on a list "
+                                     "that mixes floats with ints beyond int64 (plus input 145: numpy makes it an "
+                                     "object array), so an answer inside the tolerance errors; exact answers pass "
+                                     "because the check runs only after == failed",
+}
 BURN = ("def _burn(s):\n    import time\n    t = time.process_time()\n"
         "    while time.process_time() - t < s:\n        pass\n")
 
@@ -210,6 +217,8 @@ def explain(c: dict, ep_first: dict, ep_again: dict | None, ours: dict, ours_ep:
         if c["kind"].startswith("slow"):  # EvalPlus' own fault hides whether its time limit would fail it too
             return "undecided: " + EVALPLUS_WRONG[c["task_id"]] + ", before any time limit applies"
         return EVALPLUS_WRONG[c["task_id"]]
+    if not ep_pass and we_pass and (c["task_id"], c["kind"]) in EVALPLUS_WRONG_FOR:
+        return EVALPLUS_WRONG_FOR[c["task_id"], c["kind"]]
     return f"unexplained (ours: {ours['first_failure'] or 'pass'}; EvalPlus: {ep_first[tset]})"
 
 

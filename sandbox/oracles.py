@@ -24,6 +24,8 @@ def _evalplus_is_floats(x):
 
 def _evalplus_allclose(out, exp, atol, rtol=1e-07):
     # numpy.allclose on equal shapes (no broadcasting): |out - exp| <= atol + rtol * |exp| everywhere.
+    # Element by element on purpose: numpy turns a list holding an int beyond int64 into an object array
+    # and raises, so EvalPlus errors on such answers inside the tolerance (HumanEval/34); we pass them.
     if isinstance(out, (list, tuple)) or isinstance(exp, (list, tuple)):
         return (isinstance(out, (list, tuple)) and isinstance(exp, (list, tuple)) and len(out) == len(exp)
                 and all(_evalplus_allclose(o, e, atol, rtol) for o, e in zip(out, exp)))

@@ -52,3 +52,26 @@ def test_our_verdicts_on_a_real_task_in_both_modes(pool, data_dir, tmp_path):
     # 1.3 s of CPU on the first call: within the fixed budget, past EvalPlus' 1 s floor
     assert default["slow_first_call"]["plus"] and not evalplus["slow_first_call"]["base"]
     assert evalplus["slow_first_call"]["timeout"] and setup_s > 0
+
+
+def test_numpy_fault_on_huge_ints_is_listed_and_our_oracle_does_not_share_it():
+    # HumanEval/34's plus input 145: sorted(set(...)) mixes a float with an int beyond int64. numpy makes
+    # that an object array and np.allclose raises, so EvalPlus errors on an answer inside its tolerance
+    # (the float moved by 1e-9) after == failed; our oracle compares element by element and passes it.
+    import evalplus_agreement as ea
+    import numpy as np
+
+    from sandbox.oracles import _evalplus_check
+
+    exp = [-5555555555555555555555, -1, 0, 1, 1.2, 2, 2.1, 3, 5]
+    out = [v + 1e-9 * (abs(v) + 1) if type(v) is float else v for v in exp]
+    with pytest.raises(TypeError):
+        np.allclose(out, exp, rtol=1e-07, atol=1e-06)
+    assert _evalplus_check(out, exp, 1e-06)
+    assert not _evalplus_check([*out[:4], 1.2001, *out[5:]], exp, 1e-06)
+
+    c = {"task_id": "HumanEval/34", "kind": "float_1e-09"}
+    ep, ours = {"plus": "fail"}, {"plus": True, "first_failure": ""}
+    assert ea.explain(c, ep, None, ours, None, "plus").startswith("EvalPlus wrong: its tolerance check")
+    other = {**c, "kind": "float_0.0001"}
+    assert ea.explain(other, ep, None, ours, None, "plus").startswith("unexplained")
