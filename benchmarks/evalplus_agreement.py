@@ -54,6 +54,13 @@ BURN = ("def _burn(s):\n    import time\n    t = time.process_time()\n"
         "    while time.process_time() - t < s:\n        pass\n")
 
 
+# Candidates computing the canonical answer: EvalPlus can fail them only on a time limit (or its own fault)
+CORRECT_KINDS = ("canonical", "slow_first_call", "slow_x6", "slow_2ms")
+# Below this share of a CPU (the candidate process's CPU over its wall time under EvalPlus), a wall-clock
+# limit measures the machine's load more than the candidate: EvalPlus' quiet verdict may differ
+STARVED_SHARE = 0.7
+
+
 # ----------------------------------------------------------------------------- EvalPlus side (its venv)
 def evalplus_worker(inp: str, out: str) -> None:
     """Runs under EvalPlus' interpreter: check_correctness for every candidate, as evaluate() does."""
@@ -82,13 +89,21 @@ def evalplus_worker(inp: str, out: str) -> None:
     json.dump({"setup_s": setup_s, "wall_s": wall, "results": {
         # plus: EvalPlus' "+" verdict, base and plus inputs both pass
         r["_identifier"]: {"base": r["base"][0], "plus": r["plus"][0] if r["base"][0] == "pass" else r["base"][0],
-                           "wall_s": r["wall_s"]} for r in res}}, open(out, "w"))
+                           "wall_s": r["wall_s"], "cpu_s": r["cpu_s"]} for r in res}}, open(out, "w"))
 
 
 def _timed(fn, *a):
-    t0 = time.time()
+    """fn's result with its wall time and the CPU of the processes it reaped (check_correctness runs the
+    candidate in a child it joins): their ratio says whether the candidate had a CPU while EvalPlus timed it."""
+    import resource
+
+    def children_cpu():
+        u = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return u.ru_utime + u.ru_stime
+
+    t0, c0 = time.time(), children_cpu()
     r = fn(*a)
-    r["wall_s"] = time.time() - t0
+    r["wall_s"], r["cpu_s"] = time.time() - t0, children_cpu() - c0
     return r
 
 
@@ -213,6 +228,11 @@ def explain(c: dict, ep_first: dict, ep_again: dict | None, ours: dict, ours_ep:
         return "EvalPlus not reproducible: its verdict changed on a re-run (wall-clock limits on a loaded machine)"
     if not ep_pass and we_pass and ours_ep is not None and ours_ep["timeout"] and not ours_ep[tset]:
         return "time limit: EvalPlus' per-input limit, which the default mode's fixed budget does not apply"
+    share = ep_first["cpu_s"] / max(ep_first["wall_s"], 1e-9) if "cpu_s" in ep_first else None
+    if (not ep_pass and we_pass and c["kind"] in CORRECT_KINDS and share is not None and share < STARVED_SHARE
+            and (ep_again is None or ep_again[tset] != "pass")):
+        return (f"undecided: EvalPlus' wall clock on a starved candidate (its process had {share:.0%} of a CPU "
+                f"while EvalPlus timed it; a correct-by-construction candidate)")
     if not ep_pass and we_pass and c["task_id"] in EVALPLUS_WRONG:
         if c["kind"].startswith("slow"):  # EvalPlus' own fault hides whether its time limit would fail it too
             return "undecided: " + EVALPLUS_WRONG[c["task_id"]] + ", before any time limit applies"

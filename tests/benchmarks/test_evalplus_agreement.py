@@ -75,3 +75,23 @@ def test_numpy_fault_on_huge_ints_is_listed_and_our_oracle_does_not_share_it():
     assert ea.explain(c, ep, None, ours, None, "plus").startswith("EvalPlus wrong: its tolerance check")
     other = {**c, "kind": "float_0.0001"}
     assert ea.explain(other, ep, None, ours, None, "plus").startswith("unexplained")
+
+
+def test_a_starved_evalplus_timeout_is_undecided_only_for_correct_candidates():
+    # EvalPlus limits wall-clock time: a correct-by-construction candidate whose process had well under a
+    # CPU while it was timed may fail there and pass when the machine is quiet (Mbpp/123's slow_x6 did)
+    import evalplus_agreement as ea
+
+    ours = {"plus": True, "first_failure": ""}
+    starved = {"plus": "fail", "wall_s": 2.3, "cpu_s": 0.9}
+    slow = {"task_id": "Mbpp/123", "kind": "slow_x6"}
+    assert ea.explain(slow, starved, None, ours, None, "plus").startswith("undecided: EvalPlus' wall clock")
+    assert ea.explain(slow, starved, {"plus": "fail"}, ours, None, "plus").startswith("undecided")
+    # a candidate that had its CPU, one that may be wrong (a mutant, a model sample), or old data: unexplained
+    assert ea.explain(slow, {**starved, "cpu_s": 2.2}, None, ours, None, "plus").startswith("unexplained")
+    mutant = {**slow, "kind": "mutant_compare"}
+    assert ea.explain(mutant, starved, None, ours, None, "plus").startswith("unexplained")
+    assert ea.explain(slow, {"plus": "fail", "wall_s": 2.3}, None, ours, None, "plus").startswith("unexplained")
+    # and a disagreement the other way (EvalPlus passes, we fail) is never excused
+    assert ea.explain(slow, {**starved, "plus": "pass"}, None, {"plus": False, "first_failure": "test 3: timeout"},
+                      None, "plus").startswith("unexplained")
