@@ -6,6 +6,7 @@ import inspect
 import json
 import logging
 import os
+import textwrap
 from typing import Any
 
 from common.schema import AceCodeRecord
@@ -112,6 +113,16 @@ def _special_oracle(dataset: str, ep: str) -> str:
     return {"surface_Area": "surface_area", "digit_distance_nums": "digit_distance"}.get(ep, "plain")
 
 
+def _isolated_reference(helpers: list[str]) -> str:
+    """The reference solution's definitions in a function scope of their own, only ``ref_func`` bound
+    globally. The setup runs after the program in the same globals, so a reference helper named like
+    one of the program's (Mbpp/630's ``adjac``) would replace the program's and pass a wrong program;
+    EvalPlus runs its reference in another process."""
+    body = textwrap.indent("\n\n".join(helpers), "    ")
+    return f"def _evalplus_reference():\n{body}\n    return ref_func\n\n\nref_func = _evalplus_reference()\n" \
+           "del _evalplus_reference\n"
+
+
 def _plus_tests(ep: str, parsed: dict, atol: float, dataset: str, n_base: int) -> tuple[list[str], list[str]]:
     """(tests, setup parts) for one EvalPlus task; the first ``n_base`` inputs are its base inputs.
 
@@ -123,7 +134,8 @@ def _plus_tests(ep: str, parsed: dict, atol: float, dataset: str, n_base: int) -
     origin_variant = {"set": "set", "not_none": "not_none"}.get(oracle, "plain")
     if dataset == "mbpp" and parsed["variant"] != origin_variant:
         raise _Unconvertible(f"OriginFmt compares with {parsed['variant']!r} but EvalPlus uses {oracle!r} for {ep}")
-    setup: list[str] = list(parsed["helpers"]) if parsed["oracle"] in ("ref_func", "poly") else []
+    setup: list[str] = ([_isolated_reference(parsed["helpers"])] if parsed["oracle"] == "ref_func"
+                        else list(parsed["helpers"]) if parsed["oracle"] == "poly" else [])
     tests: list[str] = []
     sticky = False  # EvalPlus' atol has become 1e-6 in this run (see above)
     for i, inp in enumerate(parsed["inputs"]):

@@ -136,3 +136,19 @@ def test_slow_but_correct_fails_only_in_the_evalplus_mode(pool, load, tmp_path, 
     assert evalplus[canon]["all_passed"] and not evalplus[slow]["all_passed"]
     n = len(rec["test_cases"])
     assert evalplus[slow]["statuses"] == {"timeout": 1, "failed": n - 1}  # stopped at its first test
+
+
+def test_reference_helpers_do_not_replace_the_programs(pool, load):
+    """Mbpp/630: the reference's helper `adjac` must not replace a program's own `adjac` (the setup runs
+    after the program in its globals); a wrong helper under the same name fails, a right one passes."""
+    rec = next(r for r in load("mbppplus") if r.id == "mbppplus_630")
+    right = rec.canonical_solution
+    wrong = right.replace("range(ele[0] - 1, ele[0] + 2)", "range(ele[0] + 1, ele[0] + 2)")
+    assert wrong != right and "def adjac(" in wrong
+    tests = tuple(rec.test_cases[:8])
+    results = [pool.run(Job(id=name, program=prog, tests=tests, setup=rec.test_setup))
+               for name, prog in (("right", right), ("wrong", wrong))]
+    assert results[0].all_passed, results[0]
+    assert results[1].passed == 0, results[1]
+    # ref_func is the only reference name the program's globals get
+    assert "\nref_func = _evalplus_reference()" in rec.test_setup and "\ndef adjac(" not in rec.test_setup
