@@ -6,7 +6,7 @@ a ``DecodeError`` (never another exception), and no value can make later host wo
 are capped at 8,388,608 bits (a Fraction's parts at 131,072: building one takes a gcd), Decimal
 exponents at 4,300 digits (what ``int()`` of it costs), ranges at a million items, nesting at 200
 levels, and a set or dict whose distinct items share one hash more than 64 times (the quadratic case
-of hash tables) is refused.
+of hash tables) is refused. A value over the sandbox's cap may come as a digest (``DigestValue``).
 """
 from __future__ import annotations
 
@@ -60,6 +60,37 @@ class RaisedValue:
 
     def __repr__(self) -> str:
         return f"<raised {self.type}: {self.msg}>"
+
+
+class DigestValue:
+    """A value over the value cap that the sandbox sent as the SHA-256 of its marshal encoding
+    (sandbox/harness.py ``encode_or_digest``; made of exact numbers other than NaN, strings, bytes,
+    booleans, None and containers only, so equal encodings mean equal values). It equals a digest that is the same; any
+    other comparison or use raises ``HoleRaised`` with ValueTooLarge, the verdict the value would have
+    had without a digest: different encodings can still be equal values (a set built in another order)."""
+
+    __slots__ = ("digest",)
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+
+    def _too_large(self, *_: Any) -> Any:
+        raise HoleRaised(RaisedValue({"type": "ValueTooLarge",
+                                      "msg": "a value over the cap is only compared whole, with an equal one"}))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DigestValue) and other.digest == self.digest:
+            return True
+        return self._too_large()
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = __len__ = __iter__ = __contains__ = __getitem__ = __bool__ = _too_large  # type: ignore[assignment]
+    __lt__ = __le__ = __gt__ = __ge__ = __add__ = __radd__ = __mul__ = __rmul__ = _too_large  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<value over the cap, sha256 {self.digest[:16]}>"
 
 
 class HoleRaised(Exception):
@@ -152,6 +183,10 @@ def _dec(o: Any, depth: int) -> Any:
         return _decimal(v)
     if tag == "fr":
         return fractions.Fraction(_int(v[0], MAX_FRACTION_BITS), _int(v[1], MAX_FRACTION_BITS))
+    if tag == "h":
+        if not (isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)):
+            raise DecodeError("bad digest")
+        return DigestValue(v)
     if tag == "x":
         if not isinstance(v, dict):
             raise DecodeError("bad exception value")
