@@ -49,6 +49,10 @@ EVALPLUS_WRONG_FOR = {
                                      "that mixes floats with ints beyond int64 (plus input 145: numpy makes it an "
                                      "object array), so an answer inside the tolerance errors; exact answers pass "
                                      "because the check runs only after == failed",
+    **{("Mbpp/392", kind): "EvalPlus wrong: its per-sample process is forked from a pool worker and inherits its "
+                           "address space under a 4 GiB RLIMIT_AS; after that worker held Mbpp/255's expected "
+                           "outputs, plus input 5 runs out of memory (benchmarks/evalplus_fork_memory.py shows it)"
+       for kind in ("canonical", "slow_2ms")},
 }
 BURN = ("def _burn(s):\n    import time\n    t = time.process_time()\n"
         "    while time.process_time() - t < s:\n        pass\n")
