@@ -65,9 +65,10 @@ class RaisedValue:
 class DigestValue:
     """A value over the value cap that the sandbox sent as the SHA-256 of its marshal encoding
     (sandbox/harness.py ``encode_or_digest``; made of exact numbers other than NaN, strings, bytes,
-    booleans, None and containers only, so equal encodings mean equal values). It equals a digest that is the same; any
-    other comparison or use raises ``HoleRaised`` with ValueTooLarge, the verdict the value would have
-    had without a digest: different encodings can still be equal values (a set built in another order)."""
+    booleans, None and containers only, so equal encodings mean equal values). It equals a digest that
+    is the same; any other comparison or use raises ``HoleRaised`` with ValueTooLarge, the verdict the
+    value would have had without a digest: different encodings can still be equal values (a set built
+    in another order)."""
 
     __slots__ = ("digest",)
 

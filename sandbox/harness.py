@@ -228,9 +228,7 @@ def _digestible(v):
         items = []
         for c in level:
             t = _type(c)
-            if t in _DIGEST_LEAVES:
-                if t in _INEXACT and c != c:
-                    return False
+            if t in _DIGEST_LEAVES:  # only the value itself can be one (an int, str or bytes over the cap)
                 continue
             if t not in _DIGEST_TYPES:
                 return False
@@ -260,11 +258,10 @@ def _digestible(v):
 def encode_or_digest(value, cap):
     """``encode_value``, or, for a value over the cap made of exact ints, floats and complex numbers (no
     NaN), strings, bytes, booleans, None, lists, tuples, sets and dicts, ``{"h": sha256 of its marshal
-    encoding}``: the host passes an
-    equality between two such digests when they are the same (equal bytes decode to equal values) and
-    treats any other use of them as ValueTooLarge. So a correct answer larger than the cap (MBPP+ 255:
-    1.66 million 77-tuples) can still match an expected value as large, without 1 GB crossing the pipe.
-    Anything else over the cap raises ValueTooLarge."""
+    encoding}``: the host passes an equality between two such digests when they are the same (equal
+    bytes decode to equal values) and treats any other use of them as ValueTooLarge. So a correct answer
+    larger than the cap (MBPP+ 255: 1.66 million 77-tuples) can still match an expected value as large,
+    without 1 GB crossing the pipe. Anything else over the cap raises ValueTooLarge."""
     try:
         return encode_value(value, cap)
     except ValueTooLarge:
