@@ -821,6 +821,9 @@ def _run_job(job, host, devnull, clock):
     host.flush()
 
 
+_CLOCK_UNREADABLE = {"reason": "cpu", "detail": "the CPU clock could not be read"}
+
+
 class _Supervisor:
     """One child running tests[start:], watched from outside: returns where to resume.
 
@@ -850,7 +853,8 @@ class _Supervisor:
         # The program can write to the result pipe too (it runs in the child): frames must carry this
         # fork's token, and must be the ones the test being timed can send, or the program fails.
         self.token = os.urandom(_TOKEN_BYTES)
-        self.tampered = self.over_budget = False
+        self.tampered = False
+        self.over_budget = None  # the timeout's info, once the CPU budget is spent
         # stop-at-first-failure: a test whose value is not byte for byte its "expect" may have failed; the
         # child is stopped after it and the host decides (and resumes after it if it passed after all)
         self.early = bool(job.get("early_stop")) and not clean
@@ -902,7 +906,7 @@ class _Supervisor:
             return True
         cpu, now = self.batch_cpu
         if cpu is None or cpu - self.cpu_at_phase >= self.cpu_s:
-            self.over_budget = True
+            self.over_budget = {"reason": "cpu"} if cpu is not None else _CLOCK_UNREADABLE
             return False
         self.cpu_ref, self.t_ref = cpu, now
         return True
@@ -1003,7 +1007,7 @@ class _Supervisor:
             if self.frames.overflow:
                 return "C", {"reason": "protocol", "detail": "result frame over the size cap"}
             if self.over_budget:
-                return "T", {"reason": "cpu"}
+                return "T", self.over_budget
             if self.stopped:
                 return "S", {}
             if exited:
@@ -1013,7 +1017,7 @@ class _Supervisor:
                 if self.tampered:
                     return "X", {"reason": "tampering"}
                 if self.over_budget:
-                    return "T", {"reason": "cpu"}
+                    return "T", self.over_budget
                 if self.stopped:
                     return "S", {}
                 if self.program_failed or self.cur >= len(self.tests):
@@ -1029,7 +1033,7 @@ class _Supervisor:
                 if cpu is None:
                     if select.select([self.pidfd], [], [], 0)[0]:
                         continue  # the child has just exited: handled above on the next turn
-                    return "T", {"reason": "cpu", "detail": "the CPU clock could not be read"}
+                    return "T", _CLOCK_UNREADABLE
                 used = cpu - self.cpu_at_phase
                 self.cpu_ref, self.t_ref = cpu, now
                 if used >= self.cpu_s:

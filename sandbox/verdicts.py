@@ -76,7 +76,7 @@ class JobState:
             info = _json(frame[5:])
             status = "timeout" if kind == b"T" else "crashed"
             reason = str(info.get("reason", ""))[:40]
-            detail = f"exit {str(info['exit'])[:20]}" if "exit" in info else ""
+            detail = f"exit {str(info['exit'])[:20]}" if "exit" in info else str(info.get("detail", ""))[:200]
             tr = TestResult(status, reason, detail)  # type: ignore[arg-type]
             if k == -1:
                 self.program_verdict = tr

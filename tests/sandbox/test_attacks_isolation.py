@@ -296,7 +296,8 @@ def test_cpu_of_children_the_program_never_reaps_is_charged(cgroups):
         # to leave them a sixth of that, they spend the 0.2 s budget of some test; each test is
         # charged the CPU spent while it ran.
         assert ("timeout", "cpu") in statuses, (statuses, r.wall_s)
-        assert ("passed", "") in statuses[1:]  # the fresh child after the timeout runs no spinner
+        # the fresh child after the timeout runs no spinner
+        assert ("passed", "") in statuses[1:], (r.to_dict(), slot_uid_processes(p))
         assert not slot_uid_processes(p)
         assert p.run(Job("control", GOOD, GOOD_TESTS)).all_passed
 
@@ -334,6 +335,7 @@ def test_a_cpu_clock_that_cannot_be_read_counts_as_an_exhausted_budget(tmp_path)
         p.workers[0].restart()
         r = p.run(Job("noclock", GOOD, GOOD_TESTS))
         assert all((t.status, t.reason) == ("timeout", "cpu") for t in r.tests), r.to_dict()
+        assert all("CPU clock could not be read" in t.detail for t in r.tests), r.to_dict()  # told apart
 
 
 def test_the_program_sees_a_fine_grained_cpu_clock(pool):
